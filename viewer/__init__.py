@@ -1,0 +1,1 @@
+"""dposer-view: the viser app around the prior library."""
