@@ -1,0 +1,1 @@
+"""Small data that ships with dposer-view (installed as ``prior.assets``)."""

@@ -1,0 +1,1 @@
+"""The shipped default prior and its model card (installed as ``prior.checkpoints``)."""
