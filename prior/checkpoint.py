@@ -15,7 +15,9 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import tempfile
+import types
 import zipfile
 from importlib import resources
 from pathlib import Path
@@ -76,8 +78,10 @@ def load_prior(path: str | os.PathLike | None = None, device: str | torch.device
         head = f.read(8)
     if path.suffix == ".safetensors" or _looks_like_safetensors(head, size):
         prior = _load_own(path)
-    else:
+    elif head.startswith(b"PK\x03\x04") or head.startswith(b"\x80"):  # torch zip / legacy pickle
         prior = _load_torch(path)
+    else:
+        raise InputError("not a checkpoint: expected a PyTorch .pth/.ckpt or a .safetensors file", path)
     return prior.to(dev)
 
 
@@ -123,18 +127,51 @@ def _torch_load(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        if "Weights only load failed" in first or "Unsupported global" in str(e):
+        # Lightning checkpoints often carry config objects next to the weights. Read them again with
+        # every non-allowlisted class replaced by an inert stub: no foreign code runs, and the
+        # stubs are dropped because only tensors are taken from the file.
+        try:
+            return torch.load(path, map_location="cpu", weights_only=False, pickle_module=_stub_pickle)
+        except Exception:
+            found = re.search(r"GLOBAL ([\w.]+)", str(e))
+            what = f" ({found.group(1)})" if found else ""
             raise InputError(
-                "holds Python objects other than tensors; refusing to unpickle them (only weights are loaded)",
-                path,
+                f"holds Python objects other than tensors{what} that cannot be read safely", path
             ) from None
-        raise InputError("not a readable PyTorch checkpoint (corrupt pickle data)", path) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
         text = str(e)
         if "zip archive" in text or "central directory" in text or isinstance(e, (EOFError, zipfile.BadZipFile)):
             raise InputError("not a readable PyTorch checkpoint (truncated, or not a .pth/.ckpt file)", path) from None
         raise InputError(f"could not be read as a PyTorch checkpoint ({text.splitlines()[0] if text else type(e).__name__})", path) from None
+
+
+class _Inert:
+    """Stands in for any class a checkpoint names that is not on torch's weights-only allowlist."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __setstate__(self, state: Any) -> None:
+        pass
+
+    def __call__(self, *args: Any, **kwargs: Any) -> _Inert:
+        return _Inert()
+
+
+class _StubUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        from torch._weights_only_unpickler import _get_allowed_globals
+
+        allowed = _get_allowed_globals()
+        key = f"{module}.{name}"
+        return allowed.get(key, _Inert)
+
+
+# A ``pickle_module`` for ``torch.load`` whose unpickler never resolves foreign classes.
+_stub_pickle = types.ModuleType("prior_stub_pickle")
+_stub_pickle.Unpickler = _StubUnpickler  # type: ignore[attr-defined]
+_stub_pickle.UnpicklingError = pickle.UnpicklingError  # type: ignore[attr-defined]
+_stub_pickle.load = lambda file, **kw: _StubUnpickler(file, **kw).load()  # type: ignore[attr-defined]
 
 
 def _plain(value: Any) -> Any:
