@@ -1,0 +1,126 @@
+"""Bad checkpoint files give one clear line naming the file; nothing is ever unpickled."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from prior import InputError, load_prior
+from prior.checkpoint import save_prior
+from prior_helpers import OFFICIAL_CKPT, small_random_prior
+
+
+@pytest.fixture(scope="module")
+def raw():
+    return torch.load(OFFICIAL_CKPT, weights_only=True)
+
+
+def expect_error(path, *fragments: str) -> str:
+    with pytest.raises(InputError) as info:
+        load_prior(path, device="cpu")
+    msg = str(info.value)
+    assert msg.startswith(str(path)), msg
+    assert "\n" not in msg
+    for fragment in fragments:
+        assert fragment in msg, msg
+    return msg
+
+
+def test_missing_empty_and_folder(tmp_path):
+    expect_error(tmp_path / "nope.pth", "no such file")
+    (tmp_path / "empty.pth").write_bytes(b"")
+    expect_error(tmp_path / "empty.pth", "empty")
+    expect_error(tmp_path, "folder")
+
+
+def test_truncated_and_non_checkpoint_files(tmp_path):
+    trunc = tmp_path / "trunc.pth"
+    trunc.write_bytes(OFFICIAL_CKPT.read_bytes()[: 1 << 20])
+    expect_error(trunc, "truncated")
+    text = tmp_path / "notes.pth"
+    text.write_text("just some text\n")
+    expect_error(text, "not a checkpoint")
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all")
+    expect_error(junk, "safetensors")
+
+
+def test_wrong_dict_layout(tmp_path, raw):
+    path = tmp_path / "other.pth"
+    torch.save({"weights": raw["model_state_dict"]}, path)
+    expect_error(path, "not a DPoser checkpoint", "weights")
+
+
+def test_wrong_shape_and_missing_keys(tmp_path, raw):
+    bad = dict(raw)
+    sd = dict(raw["model_state_dict"])
+    sd["b1_dense2.weight"] = sd["b1_dense2.weight"][:, :512]
+    bad["model_state_dict"] = sd
+    path = tmp_path / "shape.pth"
+    torch.save(bad, path)
+    expect_error(path, "b1_dense2.weight", "(1024, 512)", "(1024, 1024)")
+
+    sd = {k: v for k, v in raw["model_state_dict"].items() if k != "b2_gnorm1.bias"}
+    torch.save({**raw, "model_state_dict": sd}, path)
+    expect_error(path, "missing", "b2_gnorm1.bias")
+
+
+def test_6d_rotation_prior_is_refused_with_a_reason(tmp_path, raw):
+    sd = dict(raw["model_state_dict"])
+    sd["pre_dense.weight"] = torch.zeros(1024, 126)
+    path = tmp_path / "rot6d.pth"
+    torch.save({**raw, "model_state_dict": sd}, path)
+    expect_error(path, "126-d", "63")
+
+
+def test_ema_mismatch_and_nan(tmp_path, raw):
+    path = tmp_path / "ema.pth"
+    torch.save({**raw, "ema": {**raw["ema"], "shadow_params": raw["ema"]["shadow_params"][:-1]}}, path)
+    expect_error(path, "35 shadow params", "36")
+    shadow = list(raw["ema"]["shadow_params"])
+    shadow[3] = shadow[3].clone()
+    shadow[3][0] = float("nan")
+    torch.save({**raw, "ema": {**raw["ema"], "shadow_params": shadow}}, path)
+    expect_error(path, "NaN")
+
+
+def test_pickled_objects_never_run(tmp_path, raw):
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    path = tmp_path / "payload.pth"
+    torch.save({**raw, "extra": Payload(), "cfg": argparse.Namespace(lr=1)}, path)
+    prior = load_prior(path, device="cpu")  # the weights are still usable...
+    assert prior.info["ema"]
+    assert not marker.exists()  # ...and the payload's code never ran
+
+
+def test_safetensors_without_our_metadata(tmp_path):
+    path = tmp_path / "plain.safetensors"
+    save_file({"a": torch.zeros(3)}, str(path))
+    expect_error(path, "metadata")
+
+
+def test_own_format_missing_normaliser(tmp_path):
+    prior = small_random_prior()
+    path = save_prior(prior, tmp_path / "p.safetensors")
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys() if not k.startswith("normalizer")}
+    save_file(tensors, str(path), metadata=meta)
+    expect_error(path, "normaliser")
+
+
+def test_save_is_atomic_and_leaves_no_temp_files(tmp_path):
+    prior = small_random_prior()
+    save_prior(prior, tmp_path / "p.safetensors")
+    assert [p.name for p in tmp_path.iterdir()] == ["p.safetensors"]
