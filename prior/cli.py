@@ -143,7 +143,37 @@ class Complete(Common):
         print(f"wrote {self.out}: pose_body {tuple(res.pose_body.shape)}", file=sys.stderr)
 
 
-SUBCOMMANDS: dict[str, type[Common]] = {"generate": Generate, "complete": Complete}
+from .train import TrainConfig  # noqa: E402  (a light import: the recipe dataclass)
+
+
+@dataclass(kw_only=True)
+class Train(Common, TrainConfig):
+    """Train a DPoser network on pose data; resumable; runs on many GPUs under torchrun."""
+
+    data: Path
+    """Training poses: an npz with split keys (train/val) such as amass_body_poses.npz, or any pose file."""
+    split: str = "train"
+    """Key of the training split inside --data."""
+    val_split: str | None = "val"
+    """Key of the validation split (val loss is logged); None to skip."""
+    run_dir: Path = Path("runs/train")
+    """Where last.pt (resume state) and loss_log.jsonl go."""
+    out: Path | None = None
+    """The trained prior (.safetensors); default <run-dir>/prior.safetensors."""
+    resume: bool = True
+    """Continue from <run-dir>/last.pt when it exists."""
+
+    def run(self) -> None:
+        from .train import load_training_data, train
+
+        data = load_training_data(self.data, split=self.split, val_split=self.val_split)
+        recipe = TrainConfig(**{f: getattr(self, f) for f in TrainConfig.__dataclass_fields__})
+        path = train(data, self.run_dir, recipe, out=self.out, device=self.device, resume=self.resume)
+        if path is not None:
+            print(f"wrote {path}", file=sys.stderr)
+
+
+SUBCOMMANDS: dict[str, type[Common]] = {"generate": Generate, "complete": Complete, "train": Train}
 
 
 def main(argv: list[str] | None = None) -> None:

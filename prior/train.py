@@ -1,0 +1,308 @@
+"""Training DPoser networks: the reference loss, Adam with warm-up, grad clipping and EMA.
+
+Single process on CPU or one GPU, or many GPUs / nodes under ``torchrun`` (DistributedDataParallel;
+gloo on CPU, NCCL on CUDA). Resumable from ``<run>/last.pt``; the result is one self-contained
+``.safetensors`` prior (EMA weights, config, normaliser, provenance).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .checkpoint import save_prior
+from .errors import InputError
+from .model import NetConfig, ScoreNet
+from .parts import POSE_DIM
+from .pose_prior import LABEL_SCALE, PosePrior, resolve_device
+from .sde import SubVPSDE
+
+
+@dataclass
+class TrainConfig:
+    """Recipe. Defaults follow DPoser (batch 1280, Adam 2e-4, 5k warm-up, clip 1, EMA 0.9999)."""
+
+    steps: int = 400_000
+    """Optimiser steps."""
+    batch_size: int = 1280
+    """Global batch (split evenly over torchrun processes)."""
+    lr: float = 2e-4
+    """Adam learning rate after warm-up."""
+    warmup: int = 5000
+    """Linear learning-rate warm-up steps."""
+    grad_clip: float = 1.0
+    """Gradient-norm clip (0 disables)."""
+    ema_decay: float = 0.9999
+    """EMA decay; the saved prior holds the EMA weights."""
+    t_eps: float = 1e-5
+    """Smallest diffusion time drawn, t ~ U(t_eps, 1)."""
+    hidden: int = 1024
+    """Network width (a multiple of 32)."""
+    embed: int = 512
+    """Time-embedding width."""
+    blocks: int = 2
+    """Residual blocks."""
+    dropout: float = 0.1
+    """Dropout during training."""
+    seed: int = 0
+    """Seed for weights and batches."""
+    log_every: int = 100
+    """Steps between loss-log rows."""
+    val_every: int = 1000
+    """Steps between validation losses (EMA weights, fixed noise)."""
+    save_every: int = 5000
+    """Steps between resume checkpoints (last.pt)."""
+
+
+@dataclass
+class TrainData:
+    """Training (and optional validation) poses ``(N, 63)`` float32 with where they came from."""
+
+    train: np.ndarray
+    val: np.ndarray | None
+    source: dict[str, Any] = field(default_factory=dict)
+
+
+def denoising_loss(net: nn.Module, sde: SubVPSDE, x0: torch.Tensor, t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """DPoser's score-matching loss ``mean((s std + z)^2)`` with ``s = -net(x_t, 999 t) / std``."""
+    mean, std = sde.marginal_prob(x0, t)
+    x_t = mean + std[:, None] * z
+    out = net(x_t, t * LABEL_SCALE)
+    score = -out / std[:, None]
+    return torch.mean((score * std[:, None] + z) ** 2)
+
+
+class EMA:
+    """Exponential moving average of parameters, ``decay = min(d, (1 + n) / (10 + n))`` as the reference."""
+
+    def __init__(self, params: list[nn.Parameter], decay: float) -> None:
+        self.decay = decay
+        self.num_updates = 0
+        self.shadow = [p.detach().clone() for p in params]
+
+    @torch.no_grad()
+    def update(self, params: list[nn.Parameter]) -> None:
+        self.num_updates += 1
+        d = min(self.decay, (1 + self.num_updates) / (10 + self.num_updates))
+        for s, p in zip(self.shadow, params):
+            s.lerp_(p.detach(), 1 - d)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"decay": self.decay, "num_updates": self.num_updates, "shadow_params": self.shadow}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.decay, self.num_updates = state["decay"], state["num_updates"]
+        for s, v in zip(self.shadow, state["shadow_params"]):
+            s.copy_(v)
+
+
+def _dist_info() -> tuple[int, int, int]:
+    """(rank, world size, local rank) from torchrun's environment; (0, 1, 0) otherwise."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def train(
+    data: TrainData,
+    run_dir: str | os.PathLike,
+    config: TrainConfig = TrainConfig(),
+    *,
+    out: str | os.PathLike | None = None,
+    device: str = "auto",
+    resume: bool = True,
+    progress: bool = True,
+) -> Path | None:
+    """Train a prior on ``data`` and write it to ``out`` (default ``<run_dir>/prior.safetensors``).
+
+    Under ``torchrun`` every rank calls this; rank 0 logs, checkpoints and writes the result, and
+    the others return ``None``. ``resume=True`` continues from ``<run_dir>/last.pt`` if present.
+    """
+    rank, world, local_rank = _dist_info()
+    distributed = world > 1
+    if distributed:
+        import torch.distributed as dist
+
+        backend = "nccl" if torch.cuda.is_available() and device != "cpu" else "gloo"
+        if not dist.is_initialized():
+            dist.init_process_group(backend)
+        dev = torch.device("cuda", local_rank) if backend == "nccl" else torch.device("cpu")
+        if dev.type == "cuda":
+            torch.cuda.set_device(dev)
+    else:
+        dev = resolve_device(device)
+    if config.batch_size % world:
+        raise InputError(f"batch size {config.batch_size} is not divisible by the {world} processes")
+
+    run_dir = Path(run_dir)
+    out = Path(out) if out is not None else run_dir / "prior.safetensors"
+    if rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+
+    train_np = data.train.astype(np.float32)
+    mean = torch.from_numpy(train_np.mean(0))
+    std = torch.from_numpy(train_np.std(0)).clamp_min(1e-4)
+    x_train = ((torch.from_numpy(train_np) - mean) / std).to(dev)
+    x_val = None if data.val is None else ((torch.from_numpy(data.val.astype(np.float32)) - mean) / std).to(dev)
+
+    torch.manual_seed(config.seed)  # identical initial weights on every rank
+    net_config = NetConfig(hidden=config.hidden, embed=config.embed, blocks=config.blocks,
+                           dropout=config.dropout, cond_layer=False)
+    net = ScoreNet(net_config).to(dev)
+    params = list(net.parameters())
+    sde = SubVPSDE()
+    opt = torch.optim.Adam(params, lr=config.lr)
+    ema = EMA(params, config.ema_decay)
+    step, log_rows, started = 0, [], time.time()
+
+    last = run_dir / "last.pt"
+    if resume and last.exists():
+        state = torch.load(last, map_location=dev, weights_only=True)
+        if state.get("net_config") != net_config.to_dict():
+            raise InputError("resume state was made with another network config; use a new --run-dir", last)
+        net.load_state_dict(state["net"])
+        opt.load_state_dict(state["opt"])
+        ema.load_state_dict(state["ema"])
+        step = int(state["step"])
+        log_rows = list(state.get("log", []))
+
+    model: nn.Module = net
+    if distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        model = DistributedDataParallel(net, device_ids=[dev.index] if dev.type == "cuda" else None)
+
+    gen = torch.Generator(device=dev)
+    gen.manual_seed(config.seed * 1000 + rank * 7919 + step)  # per rank, and new draws after a resume
+    local_batch = config.batch_size // world
+    bar = None
+    if progress and rank == 0:
+        from tqdm import tqdm
+
+        bar = tqdm(total=config.steps, initial=step, desc="train", unit="step", dynamic_ncols=True)
+
+    def save_state() -> None:
+        state = {"net": net.state_dict(), "opt": opt.state_dict(), "ema": ema.state_dict(), "step": step,
+                 "net_config": net_config.to_dict(), "log": log_rows}
+        tmp = last.with_suffix(".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, last)
+
+    net.train()
+    running = 0.0
+    while step < config.steps:
+        idx = torch.randint(0, x_train.shape[0], (local_batch,), generator=gen, device=dev)
+        x0 = x_train[idx]
+        t = torch.rand(local_batch, generator=gen, device=dev) * (sde.T - config.t_eps) + config.t_eps
+        z = torch.randn(x0.shape, generator=gen, device=dev)
+        loss = denoising_loss(model, sde, x0, t, z)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        for g in opt.param_groups:
+            g["lr"] = config.lr * min(1.0, (step + 1) / max(1, config.warmup))
+        if config.grad_clip > 0:
+            nn.utils.clip_grad_norm_(params, config.grad_clip)
+        opt.step()
+        ema.update(params)
+        step += 1
+        running += float(loss.detach())
+        if bar is not None:
+            bar.update(1)
+        if rank == 0 and (step % config.log_every == 0 or step == config.steps):
+            n = config.log_every if step % config.log_every == 0 else step % config.log_every
+            row = {"step": step, "loss": running / n, "lr": opt.param_groups[0]["lr"],
+                   "elapsed_s": round(time.time() - started, 1)}
+            if x_val is not None and (step % config.val_every == 0 or step == config.steps):
+                row["val_loss"] = validation_loss(net, ema, sde, x_val)
+            log_rows.append(row)
+            with open(run_dir / "loss_log.jsonl", "a") as f:
+                f.write(json.dumps(row) + "\n")
+            if bar is not None:
+                bar.set_postfix(loss=f"{row['loss']:.4f}", **({"val": f"{row['val_loss']:.4f}"} if "val_loss" in row else {}))
+        if step % config.log_every == 0:
+            running = 0.0
+        if rank == 0 and (step % config.save_every == 0 or step == config.steps):
+            save_state()
+    if bar is not None:
+        bar.close()
+
+    result = None
+    if rank == 0:
+        with torch.no_grad():
+            for p, s in zip(params, ema.shadow):
+                p.copy_(s)
+        final = ScoreNet(net_config)
+        final.load_state_dict({k: v.cpu() for k, v in net.state_dict().items()})
+        provenance = {
+            "trained_by": "dposer train",
+            "data": data.source,
+            "num_train_poses": int(train_np.shape[0]),
+            "steps": step,
+            "recipe": asdict(config),
+            "world_size": world,
+            "final_loss": log_rows[-1]["loss"] if log_rows else None,
+            "final_val_loss": next((r["val_loss"] for r in reversed(log_rows) if "val_loss" in r), None),
+        }
+        result = save_prior(PosePrior(final, mean, std, sde=sde), out, provenance=provenance)
+    if distributed:
+        import torch.distributed as dist
+
+        dist.barrier()
+        dist.destroy_process_group()
+    return result
+
+
+@torch.no_grad()
+def validation_loss(net: ScoreNet, ema: EMA, sde: SubVPSDE, x_val: torch.Tensor, repeats: int = 4) -> float:
+    """Loss of the EMA weights on held-out poses with fixed noise (comparable across steps and runs)."""
+    params = list(net.parameters())
+    backup = [p.detach().clone() for p in params]
+    for p, s in zip(params, ema.shadow):
+        p.copy_(s)
+    was_training = net.training
+    net.eval()
+    gen = torch.Generator(device=x_val.device).manual_seed(1234)
+    total = 0.0
+    for _ in range(repeats):
+        t = torch.rand(x_val.shape[0], generator=gen, device=x_val.device) * (1 - 1e-5) + 1e-5
+        z = torch.randn(x_val.shape, generator=gen, device=x_val.device)
+        total += float(denoising_loss(net, sde, x_val, t, z))
+    for p, b in zip(params, backup):
+        p.copy_(b)
+    net.train(was_training)
+    return total / repeats
+
+
+def load_training_data(path: str | os.PathLike, *, split: str = "train", val_split: str | None = "val") -> TrainData:
+    """Poses from an npz with split keys (``train``/``val``, as ``amass_body_poses.npz``), or any pose file."""
+    from .data import load_poses
+
+    path = Path(path)
+    if path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                keys = set(f.files)
+                if split in keys:
+                    train = _poses_from(f[split], path, split)
+                    val = _poses_from(f[val_split], path, val_split) if val_split and val_split in keys else None
+                    return TrainData(train, val, {"path": str(path), "split": split, "val_split": val_split})
+        except (ValueError, OSError):
+            pass  # not a split file: fall through to the general reader, which reports problems
+    return TrainData(load_poses(path), None, {"path": str(path)})
+
+
+def _poses_from(arr: np.ndarray, path: Path, key: str) -> np.ndarray:
+    if arr.ndim != 2 or arr.shape[1] != POSE_DIM:
+        raise InputError(f"'{key}' has shape {arr.shape}, expected (N, {POSE_DIM})", path)
+    if not np.isfinite(arr).all():
+        raise InputError(f"'{key}' contains NaN or Inf", path)
+    return arr.astype(np.float32)
+
+
