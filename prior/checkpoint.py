@@ -139,10 +139,8 @@ def _torch_load(path: Path) -> Any:
                 f"holds Python objects other than tensors{what} that cannot be read safely", path
             ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
-        text = str(e)
-        if "zip archive" in text or "central directory" in text or isinstance(e, (EOFError, zipfile.BadZipFile)):
-            raise InputError("not a readable PyTorch checkpoint (truncated, or not a .pth/.ckpt file)", path) from None
-        raise InputError(f"could not be read as a PyTorch checkpoint ({text.splitlines()[0] if text else type(e).__name__})", path) from None
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise InputError(f"not a readable PyTorch checkpoint (truncated or corrupt: {reason[:120]})", path) from None
 
 
 class _Inert:
