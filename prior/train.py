@@ -160,7 +160,7 @@ def train(
     sde = SubVPSDE()
     opt = torch.optim.Adam(params, lr=config.lr)
     ema = EMA(params, config.ema_decay)
-    step, log_rows, started = 0, [], time.time()
+    step, log_rows, started, rng_state = 0, [], time.time(), None
 
     last = run_dir / "last.pt"
     if resume and last.exists():
@@ -172,6 +172,7 @@ def train(
         ema.load_state_dict(state["ema"])
         step = int(state["step"])
         log_rows = list(state.get("log", []))
+        rng_state = state.get("rng", {}).get(rank)
 
     model: nn.Module = net
     if distributed:
@@ -180,7 +181,10 @@ def train(
         model = DistributedDataParallel(net, device_ids=[dev.index] if dev.type == "cuda" else None)
 
     gen = torch.Generator(device=dev)
-    gen.manual_seed(config.seed * 1000 + rank * 7919 + step)  # per rank, and new draws after a resume
+    gen.manual_seed(config.seed * 1000 + rank * 7919)  # each rank draws its own batches
+    if rng_state is not None:  # a resumed run continues exactly where it stopped
+        gen.set_state(rng_state["batches"].to(gen.get_state().device))
+        torch.set_rng_state(rng_state["torch"])
     local_batch = config.batch_size // world
     bar = None
     if progress and rank == 0:
@@ -189,8 +193,10 @@ def train(
         bar = tqdm(total=config.steps, initial=step, desc="train", unit="step", dynamic_ncols=True)
 
     def save_state() -> None:
+        # Rank 0 saves; with DDP the other ranks' batch streams restart from their seeds on resume.
+        rng = {0: {"batches": gen.get_state(), "torch": torch.get_rng_state()}}
         state = {"net": net.state_dict(), "opt": opt.state_dict(), "ema": ema.state_dict(), "step": step,
-                 "net_config": net_config.to_dict(), "log": log_rows}
+                 "net_config": net_config.to_dict(), "log": log_rows, "rng": rng}
         tmp = last.with_suffix(".tmp")
         torch.save(state, tmp)
         os.replace(tmp, last)
@@ -285,16 +291,18 @@ def load_training_data(path: str | os.PathLike, *, split: str = "train", val_spl
     from .data import load_poses
 
     path = Path(path)
+    keys: list[str] = []
     if path.is_file():
         try:
             with np.load(path, allow_pickle=False) as f:
-                keys = set(f.files)
-                if split in keys:
-                    train = _poses_from(f[split], path, split)
-                    val = _poses_from(f[val_split], path, val_split) if val_split and val_split in keys else None
-                    return TrainData(train, val, {"path": str(path), "split": split, "val_split": val_split})
+                keys = list(f.files)
         except (ValueError, OSError):
-            pass  # not a split file: fall through to the general reader, which reports problems
+            pass  # not a readable npz: the general reader below reports the problem
+    if split in keys:
+        with np.load(path, allow_pickle=False) as f:
+            train = _poses_from(f[split], path, split)
+            val = _poses_from(f[val_split], path, val_split) if val_split and val_split in keys else None
+        return TrainData(train, val, {"path": str(path), "split": split, "val_split": val_split})
     return TrainData(load_poses(path), None, {"path": str(path)})
 
 
