@@ -1,0 +1,506 @@
+"""Pose and motion files: AMASS SMPL-X / SMPL+H archives, DPoser-style clips and pose sets.
+
+Every file a user brings is read here, as data: ``np.load(..., allow_pickle=False)``, a size
+limit, and a check of every array that is used (shape, NaN/Inf, frame counts). A bad file raises
+:class:`prior.errors.InputError` with a one-line ``"<file>: <problem>"`` message.
+
+Layouts read (keys; ``T`` frames):
+
+- AMASS SMPL-X "stageii": ``poses (T, 165)`` = root 3, body 63, jaw 3, eyes 6, hands 90; ``trans``,
+  ``betas (16+,)``, ``gender``, ``mocap_frame_rate``, ``surface_model_type``; or the split keys
+  ``root_orient``, ``pose_body``, ``pose_hand``, ``pose_jaw``, ``pose_eye``.
+- AMASS SMPL+H: ``poses (T, 156)`` = root 3, body 63, hands 90; ``trans``, ``betas (16,)``,
+  ``gender``, ``mocap_framerate`` (sic), ``dmpls`` (ignored). ``(T, 72)`` SMPL poses are read too.
+- DPoser clips and pose sets: ``pose_body (T, 63)`` with optional ``root_orient``; ``pose_samples``.
+- SMPL-X parameter sets: ``body_pose``, ``global_orient``, ``left/right_hand_pose``, ``jaw_pose``,
+  ``expression``, ``transl``, ``betas``.
+
+Body pose is SMPL-X joints 1..21, which SMPL+H and SMPL share (same joints, same order).
+:func:`save_clip` writes the AMASS SMPL-X stageii layout, atomically.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import zipfile
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError
+from .npzio import save_npz
+from .parts import POSE_DIM
+
+DEFAULT_FPS = 30.0
+# AMASS clips are a few MB; a 1 GiB cap keeps a wrong or hostile file from filling memory.
+MAX_FILE_BYTES = 2**30
+_POSES_LAYOUTS = {165: "smplx", 156: "smplh", 72: "smpl", 66: "smplx"}
+_GENDERS = ("neutral", "male", "female")
+# Written by save_clip: which fields the source lacked (so they were written as zeros / 30 fps).
+DEFAULTS_KEY = "dposer_defaults"
+
+
+@dataclass(frozen=True)
+class Clip:
+    """A motion clip (or a pose set read as one): SMPL-X parameters per frame, float32.
+
+    Rotations are axis-angle in radians; ``trans`` in metres.
+    """
+
+    pose_body: np.ndarray
+    """``(T, 63)`` SMPL-X body joints 1..21 (DPoser's ``pose_body``)."""
+    root_orient: np.ndarray
+    """``(T, 3)`` global orientation of the pelvis (zeros when the file had none)."""
+    trans: np.ndarray | None = None
+    """``(T, 3)`` root translation, or None when the file had none."""
+    hands: np.ndarray | None = None
+    """``(T, 90)`` 15 left then 15 right finger joints, absolute (AMASS convention)."""
+    jaw: np.ndarray | None = None
+    """``(T, 3)`` SMPL-X jaw."""
+    eyes: np.ndarray | None = None
+    """``(T, 6)`` SMPL-X left then right eye."""
+    expression: np.ndarray | None = None
+    """``(T, E)`` SMPL-X expression coefficients."""
+    betas: np.ndarray | None = None
+    """``(NB,)`` body shape, or None (mean shape)."""
+    gender: str = "neutral"
+    fps: float = DEFAULT_FPS
+    fps_assumed: bool = True
+    """True when the file gave no frame rate and ``fps`` is :data:`DEFAULT_FPS`."""
+    surface_model_type: str = "smplx"
+    """Which body model the parameters were fitted to (``smplx``, ``smplh``, ``smpl``)."""
+    source: str | None = None
+    """The file the clip was read from."""
+
+    def __post_init__(self) -> None:
+        frames = self.pose_body.shape[0]
+        widths = {"pose_body": 63, "root_orient": 3, "trans": 3, "hands": 90, "jaw": 3, "eyes": 6, "expression": None}
+        for name, width in widths.items():
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if value.ndim != 2 or value.shape[0] != frames or (width is not None and value.shape[1] != width):
+                raise ValueError(f"Clip.{name} has shape {value.shape}, expected ({frames}, {width or 'E'})")
+        if self.betas is not None and self.betas.ndim != 1:
+            raise ValueError(f"Clip.betas has shape {self.betas.shape}, expected (NB,)")
+        if not self.fps > 0:
+            raise ValueError(f"Clip.fps must be positive, got {self.fps}")
+
+    @property
+    def num_frames(self) -> int:
+        return self.pose_body.shape[0]
+
+    @property
+    def duration_s(self) -> float:
+        """Seconds from the first to the last frame."""
+        return (self.num_frames - 1) / self.fps
+
+    def _per_frame(self) -> dict[str, np.ndarray]:
+        names = ("pose_body", "root_orient", "trans", "hands", "jaw", "eyes", "expression")
+        return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
+
+    def frames(self, start: int | None = None, stop: int | None = None) -> Clip:
+        """Frames ``start:stop`` (Python slice rules, negative indices count from the end)."""
+        selected = range(self.num_frames)[start:stop]
+        if len(selected) == 0:
+            raise InputError(f"frame range {start}:{stop} is empty (the clip has {self.num_frames} frames)", self.source)
+        cut = slice(selected.start, selected.stop)
+        return dataclasses.replace(self, **{k: v[cut].copy() for k, v in self._per_frame().items()})
+
+    def resampled(self, fps: float) -> Clip:
+        """The clip at another frame rate, over the same time span.
+
+        Rotations are interpolated by slerp of each joint's quaternion, translation and
+        expression linearly; frames that fall on source frames are copied exactly.
+        """
+        if not (np.isfinite(fps) and fps > 0):
+            raise InputError(f"frame rate must be a positive number, got {fps}", self.source)
+        if fps == self.fps:
+            return self
+        count = int(np.floor(self.duration_s * fps + 1e-6)) + 1
+        position = np.arange(count) * (self.fps / fps)  # in source frames
+        lower = np.minimum(np.floor(position).astype(np.int64), self.num_frames - 1)
+        upper = np.minimum(lower + 1, self.num_frames - 1)
+        frac = (position - lower).astype(np.float64)
+        out = {}
+        for name, value in self._per_frame().items():
+            if name in ("trans", "expression"):
+                mixed = value[lower] + frac[:, None] * (value[upper] - value[lower])
+            else:
+                mixed = _slerp_axis_angle(value, lower, upper, frac)
+            out[name] = mixed.astype(np.float32)
+        return dataclasses.replace(self, fps=float(fps), fps_assumed=False, **out)
+
+
+# ----------------------------------------------------------------------------------------------
+# Rotation interpolation (numpy; float64 inside)
+
+
+def _axis_angle_to_quat(aa: np.ndarray) -> np.ndarray:
+    """``(..., 3)`` axis-angle -> ``(..., 4)`` unit quaternions ``(w, x, y, z)``."""
+    angle = np.linalg.norm(aa, axis=-1, keepdims=True)
+    # sin(angle/2)/angle, with its series near zero.
+    scale = np.where(angle < 1e-6, 0.5 - angle**2 / 48, np.sin(0.5 * angle) / np.maximum(angle, 1e-12))
+    return np.concatenate([np.cos(0.5 * angle), aa * scale], -1)
+
+
+def _quat_to_axis_angle(q: np.ndarray) -> np.ndarray:
+    """``(..., 4)`` unit quaternions -> ``(..., 3)`` axis-angle with angle in [0, pi]."""
+    q = np.where(q[..., :1] < 0, -q, q)
+    sin_half = np.linalg.norm(q[..., 1:], axis=-1, keepdims=True)
+    angle = 2 * np.arctan2(sin_half, q[..., :1])
+    scale = np.where(sin_half < 1e-6, 2 / np.maximum(q[..., :1], 1e-12), angle / np.maximum(sin_half, 1e-12))
+    return q[..., 1:] * scale
+
+
+def _slerp_axis_angle(value: np.ndarray, lower: np.ndarray, upper: np.ndarray, frac: np.ndarray) -> np.ndarray:
+    """Slerp between frames ``lower`` and ``upper`` of ``value (T, 3 K)``; ``frac (N,)`` in [0, 1)."""
+    frames = value.shape[0]
+    aa = value.reshape(frames, -1, 3).astype(np.float64)
+    q0, q1 = _axis_angle_to_quat(aa[lower]), _axis_angle_to_quat(aa[upper])
+    dot = (q0 * q1).sum(-1, keepdims=True)
+    q1 = np.where(dot < 0, -q1, q1)  # the shorter way round
+    dot = np.abs(dot).clip(max=1.0)
+    t = frac[:, None, None]
+    omega = np.arccos(dot)
+    sin_omega = np.sin(omega)
+    near = sin_omega < 1e-6
+    w0 = np.where(near, 1 - t, np.sin((1 - t) * omega) / np.where(near, 1, sin_omega))
+    w1 = np.where(near, t, np.sin(t * omega) / np.where(near, 1, sin_omega))
+    q = w0 * q0 + w1 * q1
+    q /= np.linalg.norm(q, axis=-1, keepdims=True)
+    out = _quat_to_axis_angle(q)
+    exact = frac < 1e-9
+    out[exact] = aa[lower[exact]]  # keep the file's own representation where no blending happens
+    return out.reshape(len(frac), -1)
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading
+
+
+class _Archive:
+    """Checked, lazy access to the arrays of an ``.npz`` file (pickles refused per key)."""
+
+    def __init__(self, path: Path, data: np.lib.npyio.NpzFile) -> None:
+        self.path = path
+        self._data = data
+        self.files = tuple(data.files)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.files
+
+    def raw(self, key: str) -> np.ndarray:
+        try:
+            return self._data[key]
+        except ValueError as exc:
+            if "allow_pickle" in str(exc):
+                raise InputError(f"contains pickled objects ({key!r}), which are not loaded for safety", self.path) from None
+            raise InputError(f"{key!r} could not be read ({exc})", self.path) from None
+        except (OSError, EOFError, zipfile.BadZipFile, zlib.error):
+            raise InputError("not a valid .npz file (truncated or wrong format)", self.path) from None
+
+    def floats(self, key: str, width: int | None, *, frames: int | None = None, what: str | None = None) -> np.ndarray:
+        """``key`` as float32 ``(T, width)``, checked by :func:`_checked_floats`."""
+        return _checked_floats(self.raw(key), key, self.path, width, frames=frames, what=what)
+
+    def text(self, key: str) -> str:
+        value = self.raw(key)
+        if value.dtype.kind not in "US" or value.size != 1:
+            raise InputError(f"{key!r} is not a string", self.path)
+        item = value.reshape(()).item()
+        return item.decode("utf-8", "replace") if isinstance(item, bytes) else str(item)
+
+    def number(self, key: str) -> float:
+        value = self.raw(key)
+        if value.size != 1 or not (np.issubdtype(value.dtype, np.floating) or np.issubdtype(value.dtype, np.integer)):
+            raise InputError(f"{key!r} is not a number (shape {value.shape}, dtype {value.dtype})", self.path)
+        number = float(value.reshape(()))
+        if not (np.isfinite(number) and number > 0):
+            raise InputError(f"{key!r} is {number}, expected a positive frame rate", self.path)
+        return number
+
+
+def _checked_floats(
+    value: np.ndarray, key: str, path: Path, width: int | None, *, frames: int | None = None, what: str | None = None
+) -> np.ndarray:
+    """``value`` as float32 ``(T, width)``; ``(T, width // 3, 3)`` is flattened; NaN/Inf refused."""
+    expected = f"(T, {width if width is not None else 'E'})" if what is None else what
+    if not (np.issubdtype(value.dtype, np.floating) or np.issubdtype(value.dtype, np.integer)):
+        raise InputError(f"{key!r} has dtype {value.dtype}, expected numbers", path)
+    if width is not None and value.ndim == 3 and value.shape[1:] == (width // 3, 3):
+        value = value.reshape(value.shape[0], width)
+    if value.ndim != 2 or (width is not None and value.shape[1] != width):
+        raise InputError(f"{key!r} has shape {value.shape}, expected {expected}", path)
+    if value.shape[0] == 0:
+        raise InputError(f"{key!r} has no frames (shape {value.shape})", path)
+    if frames is not None and value.shape[0] != frames:
+        raise InputError(f"{key!r} has {value.shape[0]} frames, expected {frames} like the poses", path)
+    if not np.isfinite(value).all():
+        raise InputError(f"{key!r} contains NaN or Inf", path)
+    return value.astype(np.float32)
+
+
+@contextmanager
+def _open_npz(path: str | Path, *, max_bytes: int) -> Iterator[_Archive]:
+    path = Path(path)
+    if not path.exists():
+        raise InputError("no such file", path)
+    if not path.is_file():
+        raise InputError("not a file", path)
+    size = path.stat().st_size
+    if size == 0:
+        raise InputError("empty file", path)
+    if size > max_bytes:
+        raise InputError(f"file is {size / 2**20:.0f} MiB, over the {max_bytes / 2**20:.0f} MiB limit", path)
+    with path.open("rb") as f:
+        head = f.read(2)
+    if head[:1] == b"\x80":
+        raise InputError("is a Python pickle, which is not loaded for safety; expected an .npz archive", path)
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        raise InputError("not a valid .npz file (truncated or wrong format)", path) from None
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise InputError("is a single .npy array; expected an .npz archive of named arrays", path)
+    with data:
+        # Compressed members could expand far beyond the file size.
+        unpacked = sum(info.file_size for info in data.zip.infolist())
+        if unpacked > max_bytes:
+            raise InputError(f"unpacks to {unpacked / 2**20:.0f} MiB, over the {max_bytes / 2**20:.0f} MiB limit", path)
+        yield _Archive(path, data)
+
+
+def _no_pose_error(archive: _Archive) -> InputError:
+    found = ", ".join(repr(k) for k in archive.files) or "nothing"
+    return InputError(
+        f"no poses found: expected 'poses' (AMASS), 'pose_body', 'body_pose' or 'pose_samples'; found {found}",
+        archive.path,
+    )
+
+
+def _betas(archive: _Archive, key: str) -> np.ndarray | None:
+    if key not in archive:
+        return None
+    value = archive.raw(key)
+    if value.ndim == 2 and value.shape[0] >= 1 and value.shape[1] > 0:
+        if not np.allclose(value, value[:1]):
+            raise InputError(f"{key!r} changes over the frames; a clip has one body shape", archive.path)
+        value = value[0]
+    if value.ndim != 1 or value.shape[0] == 0 or not np.issubdtype(value.dtype, np.number):
+        raise InputError(f"{key!r} has shape {value.shape}, expected (NB,)", archive.path)
+    if not np.isfinite(value).all():
+        raise InputError(f"{key!r} contains NaN or Inf", archive.path)
+    return value.astype(np.float32)
+
+
+def _clip_from_archive(archive: _Archive) -> Clip:
+    fields: dict[str, np.ndarray | None] = {}
+    if "poses" in archive:
+        poses = archive.raw("poses")
+        width = poses.shape[1] if poses.ndim == 2 else -1
+        if width not in _POSES_LAYOUTS:
+            raise InputError(
+                f"'poses' has shape {poses.shape}, expected (T, 165) (SMPL-X), (T, 156) (SMPL+H) or (T, 72) (SMPL)",
+                archive.path,
+            )
+        poses = archive.floats("poses", width)
+        surface = _POSES_LAYOUTS[width]
+        fields["root_orient"], fields["pose_body"] = poses[:, :3], poses[:, 3:66]
+        if width == 165:
+            fields |= {"jaw": poses[:, 66:69], "eyes": poses[:, 69:75], "hands": poses[:, 75:]}
+        elif width == 156:
+            fields["hands"] = poses[:, 66:]
+        trans_key, betas_key = "trans", "betas"
+    elif "pose_body" in archive or "pose_samples" in archive:
+        key = "pose_body" if "pose_body" in archive else "pose_samples"
+        body = archive.floats(key, POSE_DIM, what="(T, 63)")
+        frames = body.shape[0]
+        fields["pose_body"] = body
+        split = {"root_orient": ("root_orient", 3), "hands": ("pose_hand", 90), "jaw": ("pose_jaw", 3), "eyes": ("pose_eye", 6)}
+        for name, (file_key, width) in split.items():
+            if file_key in archive:
+                fields[name] = archive.floats(file_key, width, frames=frames)
+        surface, trans_key, betas_key = "smplx", "trans", "betas"
+    elif "body_pose" in archive:
+        body = archive.floats("body_pose", POSE_DIM, what="(T, 63)")
+        frames = body.shape[0]
+        fields["pose_body"] = body
+        if "global_orient" in archive:
+            fields["root_orient"] = archive.floats("global_orient", 3, frames=frames)
+        hands = [k for k in ("left_hand_pose", "right_hand_pose") if k in archive]
+        if len(hands) == 1:
+            raise InputError(f"has {hands[0]!r} but not the other hand", archive.path)
+        if hands:
+            fields["hands"] = np.concatenate([archive.floats(k, 45, frames=frames) for k in hands], 1)
+        if "jaw_pose" in archive:
+            fields["jaw"] = archive.floats("jaw_pose", 3, frames=frames)
+        eyes = [k for k in ("leye_pose", "reye_pose") if k in archive]
+        if len(eyes) == 2:
+            fields["eyes"] = np.concatenate([archive.floats(k, 3, frames=frames) for k in eyes], 1)
+        surface, trans_key, betas_key = "smplx", "transl", "betas"
+    else:
+        raise _no_pose_error(archive)
+
+    frames = fields["pose_body"].shape[0]
+    if "root_orient" not in fields:
+        fields["root_orient"] = np.zeros((frames, 3), np.float32)
+    if trans_key in archive:
+        fields["trans"] = archive.floats(trans_key, 3, frames=frames)
+    if "expression" in archive:
+        fields["expression"] = archive.floats("expression", None, frames=frames)
+    betas = _betas(archive, betas_key)
+    gender = archive.text("gender").strip().lower() if "gender" in archive else "neutral"
+    if gender not in _GENDERS:
+        raise InputError(f"'gender' is {gender!r}, expected one of {', '.join(_GENDERS)}", archive.path)
+    if "surface_model_type" in archive:
+        surface = archive.text("surface_model_type").strip().lower()
+    rate_key = next((k for k in ("mocap_frame_rate", "mocap_framerate") if k in archive), None)
+    fps = archive.number(rate_key) if rate_key else DEFAULT_FPS
+
+    # Fields our own writer filled with defaults because the source lacked them.
+    defaults: set[str] = set()
+    if DEFAULTS_KEY in archive:
+        listed = archive.raw(DEFAULTS_KEY)
+        if listed.dtype.kind not in "US":
+            raise InputError(f"{DEFAULTS_KEY!r} is not a list of names", archive.path)
+        defaults = {str(x) for x in listed.reshape(-1)}
+    for name in ("trans", "hands", "jaw", "eyes", "expression"):
+        if name in defaults:
+            fields[name] = None
+    return Clip(
+        **fields,  # type: ignore[arg-type]
+        betas=None if "betas" in defaults else betas,
+        gender=gender,
+        fps=fps,
+        fps_assumed=rate_key is None or "fps" in defaults,
+        surface_model_type=surface,
+        source=str(archive.path),
+    )
+
+
+def load_clip(
+    path: str | Path,
+    *,
+    start: int | None = None,
+    stop: int | None = None,
+    fps: float | None = None,
+    max_bytes: int = MAX_FILE_BYTES,
+) -> Clip:
+    """Read a motion clip from any supported ``.npz`` layout (see the module docstring).
+
+    Args:
+        path: the file.
+        start, stop: keep frames ``start:stop`` (source frame indices, slice rules).
+        fps: resample to this frame rate (after selecting the frames).
+        max_bytes: refuse larger files (and archives that unpack to more).
+
+    Raises:
+        InputError: ``"<file>: <problem>"`` for a missing, empty, truncated, pickled, too large
+            or malformed file, a bad frame range or frame rate.
+    """
+    with _open_npz(path, max_bytes=max_bytes) as archive:
+        clip = _clip_from_archive(archive)
+    if start is not None or stop is not None:
+        clip = clip.frames(start, stop)
+    if fps is not None:
+        clip = clip.resampled(fps)
+    return clip
+
+
+def load_poses(path: str | Path, *, key: str | None = None, max_bytes: int = MAX_FILE_BYTES) -> np.ndarray:
+    """Body poses ``(N, 63)`` float32 (SMPL-X joints 1..21, axis-angle) from a pose-set file.
+
+    Reads ``key`` when given (any ``(..., 63)`` or ``(..., 21, 3)`` array, e.g. ``'val'``),
+    else the first of ``'poses'`` (an AMASS file's frames), ``'pose_body'``, ``'body_pose'``,
+    ``'pose_samples'``. Extra leading axes are flattened: ``(N, H, 63)`` gives ``N H`` poses.
+
+    Raises:
+        InputError: ``"<file>: <problem>"`` when the file or the array is unusable.
+    """
+    with _open_npz(path, max_bytes=max_bytes) as archive:
+        if key is None and "poses" in archive:
+            return _clip_from_archive(archive).pose_body
+        candidates = [key] if key is not None else ["pose_body", "body_pose", "pose_samples"]
+        found = next((k for k in candidates if k in archive), None)
+        if found is None:
+            if key is not None:
+                raise InputError(f"has no {key!r} (found {', '.join(map(repr, archive.files)) or 'nothing'})", archive.path)
+            raise _no_pose_error(archive)
+        value = archive.raw(found)
+        if value.ndim >= 2 and value.shape[-2:] == (POSE_DIM // 3, 3):
+            value = value.reshape(*value.shape[:-2], POSE_DIM)
+        if value.ndim < 2 or value.shape[-1] != POSE_DIM:
+            raise InputError(f"{found!r} has shape {value.shape}, expected (N, 63)", archive.path)
+        if value.size == 0:
+            raise InputError(f"{found!r} has no poses (shape {value.shape})", archive.path)
+        return _checked_floats(value.reshape(-1, POSE_DIM), found, archive.path, POSE_DIM, what="(N, 63)")
+
+
+# ----------------------------------------------------------------------------------------------
+# Writing
+
+
+def clip_arrays(clip: Clip) -> dict[str, np.ndarray]:
+    """The arrays :func:`save_clip` writes: the AMASS SMPL-X stageii layout plus split keys."""
+    frames = clip.num_frames
+    zeros = np.zeros
+    poses = np.concatenate(
+        [
+            clip.root_orient,
+            clip.pose_body,
+            clip.jaw if clip.jaw is not None else zeros((frames, 3), np.float32),
+            clip.eyes if clip.eyes is not None else zeros((frames, 6), np.float32),
+            clip.hands if clip.hands is not None else zeros((frames, 90), np.float32),
+        ],
+        1,
+    ).astype(np.float32)
+    betas = clip.betas if clip.betas is not None else zeros(16, np.float32)
+    defaults = [name for name in ("trans", "betas", "hands", "jaw", "eyes") if getattr(clip, name) is None]
+    if clip.fps_assumed:
+        defaults.append("fps")
+    out = {
+        "poses": poses,
+        "trans": clip.trans if clip.trans is not None else zeros((frames, 3), np.float32),
+        "betas": betas.astype(np.float32),
+        "num_betas": np.array(betas.shape[0]),
+        "gender": np.array(clip.gender),
+        "mocap_frame_rate": np.array(float(clip.fps)),
+        "surface_model_type": np.array(clip.surface_model_type),
+        "root_orient": clip.root_orient,
+        "pose_body": clip.pose_body,
+        DEFAULTS_KEY: np.array(defaults, dtype=str),
+    }
+    for name, key in (("hands", "pose_hand"), ("jaw", "pose_jaw"), ("eyes", "pose_eye"), ("expression", "expression")):
+        if getattr(clip, name) is not None:
+            out[key] = getattr(clip, name)
+    return out
+
+
+def save_clip(clip: Clip, path: str | Path) -> Path:
+    """Write ``clip`` to ``path`` in the AMASS SMPL-X stageii layout (readable by :func:`load_clip`,
+    aitviewer and the SMPL-X Blender add-on).
+
+    The file appears complete or not at all (:func:`prior.npzio.save_npz`: a temporary file
+    in the same folder, renamed over ``path``; missing folders are created). Fields the clip
+    lacks are written as zeros (and an assumed frame rate as 30), listed in ``dposer_defaults``
+    so that reading the file back gives the same clip.
+
+    Raises:
+        InputError: when the clip holds NaN/Inf or the file cannot be written.
+    """
+    path = Path(path)
+    for name, value in clip._per_frame().items():
+        if not np.isfinite(value).all():
+            raise InputError(f"refusing to write a clip whose {name!r} contains NaN or Inf", path)
+    try:
+        return save_npz(path, clip_arrays(clip))
+    except OSError as exc:
+        raise InputError(f"cannot write the file ({exc.strerror or exc})", path) from None
+
+
+__all__ = ["DEFAULT_FPS", "Clip", "clip_arrays", "load_clip", "load_poses", "save_clip"]
