@@ -16,7 +16,6 @@ import json
 import os
 import pickle
 import re
-import tempfile
 import types
 import zipfile
 from importlib import resources
@@ -28,6 +27,7 @@ import torch
 
 from .errors import InputError
 from .model import NetConfig, ScoreNet
+from .npzio import atomic_write
 from .parts import POSE_DIM
 from .pose_prior import PosePrior, resolve_device
 from .sde import SubVPSDE
@@ -293,7 +293,7 @@ def save_prior(prior: PosePrior, path: str | os.PathLike, *, provenance: dict[st
 
     ``provenance``: JSON-serialisable facts about training (data, steps, recipe).
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     path = Path(path)
     tensors = {k: v.detach().float().cpu().contiguous() for k, v in prior.net.state_dict().items()}
@@ -307,13 +307,6 @@ def save_prior(prior: PosePrior, path: str | os.PathLike, *, provenance: dict[st
         "sde": json.dumps({"beta_min": sde.beta_min, "beta_max": sde.beta_max, "N": sde.N, "T": sde.T}),
         "provenance": json.dumps(provenance or {}),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=meta)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_write(path) as f:
+        f.write(save(tensors, metadata=meta))
     return path

@@ -1,0 +1,168 @@
+"""``dposer eval``: generation and completion quality of a prior, with two baselines, on real poses.
+
+Protocol (DPoser's): SMPL-X body joints from our FK with betas 0 and no root orientation;
+completion error is the MPJPE (mm) of the masked part's joints (part indices + 1), best of the
+hypotheses per pose and the mean over hypotheses (the expected single-hypothesis error), then
+averaged over poses. Baselines on the same poses: the training mean pose, and nearest neighbours
+in the training set on the visible joints' rotations (best of the 10 nearest for best-of-10).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .body import BodyModel
+from .completion import complete, make_mask
+from .metrics import apd_m, frechet_distance, gaussian_stats, mpjpe_mm, prdc
+from .parts import part_joints
+from .pose_prior import PosePrior
+from .sampling import generate
+
+EVAL_PARTS: tuple[str, ...] = ("left_leg", "right_leg", "left_arm", "right_arm", "trunk", "legs", "arms")
+
+
+@dataclass
+class EvalData:
+    """Real poses ``(N, 63)``: ``train`` (baselines' source), ``test`` (what is evaluated) and the
+    Frechet reference statistics ``fid_mu (63,)``, ``fid_sigma (63, 63)``."""
+
+    train: np.ndarray
+    test: np.ndarray
+    fid_mu: np.ndarray
+    fid_sigma: np.ndarray
+
+
+def load_fid_stats(path) -> tuple[np.ndarray, np.ndarray]:
+    """Frechet reference statistics ``mu (63,)``, ``sigma (63, 63)`` from an npz (checked)."""
+    from .data import _open_npz
+    from .errors import InputError
+
+    with _open_npz(path, max_bytes=16 * 2**20) as archive:
+        out = []
+        for key, shape in (("mu", (63,)), ("sigma", (63, 63))):
+            if key not in archive:
+                raise InputError(f"has no {key!r}, expected Frechet statistics 'mu' (63,) and 'sigma' (63, 63)", path)
+            value = archive.raw(key)
+            if value.shape != shape or not np.isfinite(value).all():
+                raise InputError(f"{key!r} must be finite with shape {shape}, found {value.shape}", path)
+            out.append(value.astype(np.float64))
+    return out[0], out[1]
+
+
+def body_joints(body: BodyModel, pose_body: np.ndarray | torch.Tensor, *, chunk: int = 2048) -> np.ndarray:
+    """``(..., 63)`` -> ``(..., 22, 3)`` SMPL-X joints 0..21, betas 0, no root (metres)."""
+    pose = torch.as_tensor(np.asarray(pose_body), dtype=torch.float32)
+    flat = pose.reshape(-1, 63)
+    with torch.no_grad():
+        out = torch.cat([body.joints(flat[i : i + chunk])[:, :22] for i in range(0, flat.shape[0], chunk)])
+    return out.reshape(*pose.shape[:-1], 22, 3).numpy()
+
+
+def evaluate_generation(
+    prior: PosePrior, body: BodyModel, data: EvalData, *, num: int = 500, steps: int = 1000, seed: int = 0,
+    callback: Callable | None = None,
+) -> dict[str, float]:
+    """APD (generated vs real), pose-space Frechet distance and PRDC on joint positions."""
+    gen = generate(prior, num, steps=steps, seed=seed, callback=callback).pose_body.numpy()
+    real = data.test[:num]
+    j_gen, j_real = body_joints(body, gen), body_joints(body, real)
+    pr = prdc(j_real.reshape(len(real), -1), j_gen.reshape(num, -1), k=3)
+    return {
+        "num_samples": num,
+        "apd_m": apd_m(j_gen),
+        "apd_real_m": apd_m(j_real),
+        "fid": frechet_distance(*gaussian_stats(gen), data.fid_mu, data.fid_sigma),
+        "fid_real": frechet_distance(*gaussian_stats(real), data.fid_mu, data.fid_sigma),
+        **pr,
+    }
+
+
+def _part_errors(body: BodyModel, pred: np.ndarray, gt_joints: np.ndarray, joints: np.ndarray) -> np.ndarray:
+    """``pred (N, H, 63)`` -> per-hypothesis part MPJPE ``(N, H)`` in mm."""
+    pj = body_joints(body, pred)[..., joints, :]
+    return mpjpe_mm(pj, gt_joints[:, None, joints, :])
+
+
+def nearest_visible(train: np.ndarray, test: np.ndarray, mask: np.ndarray, k: int) -> np.ndarray:
+    """Fill the masked dims of ``test (N, 63)`` from its ``k`` nearest training poses on the visible
+    dims -> ``(N, k, 63)`` (observed dims kept)."""
+    vis = ~mask
+    d = torch.cdist(torch.from_numpy(test[:, vis]).double(), torch.from_numpy(train[:, vis]).double())
+    idx = d.topk(k, largest=False).indices.numpy()  # (N, k), nearest first
+    out = np.repeat(test[:, None, :], k, axis=1)
+    out[:, :, mask] = train[idx][:, :, mask]
+    return out
+
+
+def evaluate_completion(
+    prior: PosePrior | None, body: BodyModel, data: EvalData, *, parts: Sequence[str] = EVAL_PARTS,
+    hypotheses: int = 10, seed: int = 0, callback: Callable[[str], None] | None = None,
+) -> dict[str, dict[str, float]]:
+    """Per part: ``{method}_best{H}_mm`` and ``{method}_single_mm`` for the prior (when given),
+    the mean-pose and the nearest-neighbour baselines."""
+    test, train = data.test.astype(np.float32), data.train.astype(np.float32)
+    gt = body_joints(body, test)
+    mean_pose = train.mean(0)
+    results: dict[str, dict[str, float]] = {}
+    for part in parts:
+        if callback is not None:
+            callback(part)
+        mask = make_mask(part=part).numpy()
+        joints = np.array(part_joints(part)) + 1  # positions of the part's joints (skip the pelvis)
+        row: dict[str, float] = {}
+        if prior is not None:
+            pred = complete(prior, torch.from_numpy(test), torch.from_numpy(mask), hypotheses=hypotheses,
+                            seed=seed).pose_body.numpy()
+            err = _part_errors(body, pred, gt, joints)
+            row[f"dposer_best{hypotheses}_mm"] = float(err.min(1).mean())
+            row["dposer_single_mm"] = float(err.mean())
+        filled = test.copy()
+        filled[:, mask] = mean_pose[mask]
+        err = _part_errors(body, filled[:, None], gt, joints)
+        row["mean_pose_mm"] = float(err.mean())
+        nn = nearest_visible(train, test, mask, hypotheses)
+        err = _part_errors(body, nn, gt, joints)
+        row[f"nn_best{hypotheses}_mm"] = float(err.min(1).mean())
+        row["nn1_mm"] = float(err[:, 0].mean())
+        results[part] = row
+    return results
+
+
+def format_tables(report: dict) -> str:
+    """Markdown tables of an eval report (as written to the JSON)."""
+    lines = []
+    g = report.get("generation")
+    if g:
+        lines += [
+            "| generation | value |", "|---|---|",
+            f"| APD generated (m) | {g['apd_m']:.4f} |",
+            f"| APD real val (m) | {g['apd_real_m']:.4f} |",
+            f"| APD ratio | {g['apd_m'] / g['apd_real_m']:.3f} |",
+            f"| pose-space FD (generated) | {g['fid']:.4f} |",
+            f"| pose-space FD (real val, floor) | {g['fid_real']:.4f} |",
+            f"| precision / recall | {g['precision']:.3f} / {g['recall']:.3f} |",
+            f"| density / coverage | {g['density']:.3f} / {g['coverage']:.3f} |",
+            "",
+        ]
+    c = report.get("completion")
+    if c:
+        h = report.get("hypotheses", 10)
+        has_prior = any(f"dposer_best{h}_mm" in row for row in c.values())
+        head = ["part"]
+        if has_prior:
+            head += [f"DPoser best-of-{h}", "DPoser single"]
+        head += [f"NN best-of-{h}", "NN-1", "mean pose"]
+        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for part, row in c.items():
+            cells = [part]
+            if has_prior:
+                cells += [f"{row[f'dposer_best{h}_mm']:.1f}", f"{row['dposer_single_mm']:.1f}"]
+            cells += [f"{row[f'nn_best{h}_mm']:.1f}", f"{row['nn1_mm']:.1f}", f"{row['mean_pose_mm']:.1f}"]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+        lines.append("completion: part-joint MPJPE in mm (lower is better)")
+    return "\n".join(lines)
