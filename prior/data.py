@@ -107,7 +107,8 @@ class Clip:
         """Frames ``start:stop`` (Python slice rules, negative indices count from the end)."""
         selected = range(self.num_frames)[start:stop]
         if len(selected) == 0:
-            raise InputError(f"frame range {start}:{stop} is empty (the clip has {self.num_frames} frames)", self.source)
+            problem = f"frame range {start}:{stop} is empty (the clip has {self.num_frames} frames)"
+            raise InputError(problem, self.source)
         cut = slice(selected.start, selected.stop)
         return dataclasses.replace(self, **{k: v[cut].copy() for k, v in self._per_frame().items()})
 
@@ -199,7 +200,8 @@ class _Archive:
             return self._data[key]
         except ValueError as exc:
             if "allow_pickle" in str(exc):
-                raise InputError(f"contains pickled objects ({key!r}), which are not loaded for safety", self.path) from None
+                problem = f"contains pickled objects ({key!r}), which are not loaded for safety"
+                raise InputError(problem, self.path) from None
             raise InputError(f"{key!r} could not be read ({exc})", self.path) from None
         except (OSError, EOFError, zipfile.BadZipFile, zlib.error):
             raise InputError("not a valid .npz file (truncated or wrong format)", self.path) from None
@@ -245,8 +247,8 @@ def _checked_floats(
     return value.astype(np.float32)
 
 
-@contextmanager
-def _open_npz(path: str | Path, *, max_bytes: int) -> Iterator[_Archive]:
+def checked_file(path: str | Path, *, max_bytes: int) -> Path:
+    """``path`` if it is a non-empty file of at most ``max_bytes``; else :class:`InputError`."""
     path = Path(path)
     if not path.exists():
         raise InputError("no such file", path)
@@ -257,6 +259,12 @@ def _open_npz(path: str | Path, *, max_bytes: int) -> Iterator[_Archive]:
         raise InputError("empty file", path)
     if size > max_bytes:
         raise InputError(f"file is {size / 2**20:.0f} MiB, over the {max_bytes / 2**20:.0f} MiB limit", path)
+    return path
+
+
+@contextmanager
+def _open_npz(path: str | Path, *, max_bytes: int) -> Iterator[_Archive]:
+    path = checked_file(path, max_bytes=max_bytes)
     with path.open("rb") as f:
         head = f.read(2)
     if head[:1] == b"\x80":
@@ -321,7 +329,12 @@ def _clip_from_archive(archive: _Archive) -> Clip:
         body = archive.floats(key, POSE_DIM, what="(T, 63)")
         frames = body.shape[0]
         fields["pose_body"] = body
-        split = {"root_orient": ("root_orient", 3), "hands": ("pose_hand", 90), "jaw": ("pose_jaw", 3), "eyes": ("pose_eye", 6)}
+        split = {
+            "root_orient": ("root_orient", 3),
+            "hands": ("pose_hand", 90),
+            "jaw": ("pose_jaw", 3),
+            "eyes": ("pose_eye", 6),
+        }
         for name, (file_key, width) in split.items():
             if file_key in archive:
                 fields[name] = archive.floats(file_key, width, frames=frames)
@@ -429,7 +442,8 @@ def load_poses(path: str | Path, *, key: str | None = None, max_bytes: int = MAX
         found = next((k for k in candidates if k in archive), None)
         if found is None:
             if key is not None:
-                raise InputError(f"has no {key!r} (found {', '.join(map(repr, archive.files)) or 'nothing'})", archive.path)
+                found_keys = ", ".join(map(repr, archive.files)) or "nothing"
+                raise InputError(f"has no {key!r} (found {found_keys})", archive.path)
             raise _no_pose_error(archive)
         value = archive.raw(found)
         if value.ndim >= 2 and value.shape[-2:] == (POSE_DIM // 3, 3):
@@ -503,4 +517,4 @@ def save_clip(clip: Clip, path: str | Path) -> Path:
         raise InputError(f"cannot write the file ({exc.strerror or exc})", path) from None
 
 
-__all__ = ["DEFAULT_FPS", "Clip", "clip_arrays", "load_clip", "load_poses", "save_clip"]
+__all__ = ["DEFAULT_FPS", "Clip", "checked_file", "clip_arrays", "load_clip", "load_poses", "save_clip"]
