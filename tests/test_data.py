@@ -29,7 +29,8 @@ def assert_same_clip(a: Clip, b: Clip) -> None:
         assert (x is None) == (y is None), name
         if x is not None:
             np.testing.assert_array_equal(x, y, err_msg=name)
-    assert (a.gender, a.fps, a.fps_assumed, a.surface_model_type) == (b.gender, b.fps, b.fps_assumed, b.surface_model_type)
+    for name in ("gender", "fps", "fps_assumed", "surface_model_type"):
+        assert getattr(a, name) == getattr(b, name), name
 
 
 def round_trip(clip: Clip, tmp_path: Path) -> Clip:
@@ -104,6 +105,12 @@ def test_amass_smplh(tmp_path: Path) -> None:
     again = round_trip(clip, tmp_path)
     assert again.surface_model_type == "smplh"  # the SMPL+H betas stay labelled as such
 
+    smpl = rand(frames, 72)  # SMPL: the same 22 joints, then two hand joints (not SMPL-X's fingers)
+    clip = load_clip(write(tmp_path / "smpl.npz", poses=smpl, trans=rand(frames, 3)))
+    np.testing.assert_array_equal(clip.pose_body, smpl[:, 3:66])
+    assert clip.hands is None and clip.surface_model_type == "smpl" and clip.fps_assumed
+    round_trip(clip, tmp_path)
+
 
 def test_dposer_pose_sets_and_wholebody(shared_data: Path, tmp_path: Path) -> None:
     samples = rand(7, 63)
@@ -143,7 +150,8 @@ def test_load_poses(shared_data: Path, tmp_path: Path) -> None:
     val = load_poses(shared_data / "amass_body_poses.npz", key="val")
     assert val.shape == (500, 63) and val.dtype == np.float32
     hypotheses = rand(4, 3, 63)  # `dposer complete` output: (N, H, 63)
-    np.testing.assert_array_equal(load_poses(write(tmp_path / "h.npz", pose_body=hypotheses)), hypotheses.reshape(12, 63))
+    flat = load_poses(write(tmp_path / "h.npz", pose_body=hypotheses))
+    np.testing.assert_array_equal(flat, hypotheses.reshape(12, 63))
     joints = rand(5, 21, 3)
     np.testing.assert_array_equal(load_poses(write(tmp_path / "j.npz", body_pose=joints)), joints.reshape(5, 63))
     poses = rand(6, 156)
@@ -166,7 +174,9 @@ def test_frame_selection(shared_data: Path) -> None:
 
 def test_resampling_slerps_rotations_and_lerps_translation(tmp_path: Path) -> None:
     frames = 11
-    clip = load_clip(write(tmp_path / "c.npz", poses=rand(frames, 156, scale=0.8), trans=rand(frames, 3), mocap_framerate=np.array(30.0)))
+    poses, trans = rand(frames, 156, scale=0.8), rand(frames, 3)
+    path = write(tmp_path / "c.npz", poses=poses, trans=trans, mocap_framerate=np.array(30))
+    clip = load_clip(path)
     double = clip.resampled(60)
     assert double.num_frames == 21 and double.fps == 60 and not double.fps_assumed
     # Frames on the source grid are copied exactly, so down again gives the original.
@@ -189,7 +199,7 @@ def test_resampling_slerps_rotations_and_lerps_translation(tmp_path: Path) -> No
     np.testing.assert_allclose(angle(before, mid), 0.5 * angle(before, after), atol=1e-5)
     np.testing.assert_allclose(angle(mid, after), 0.5 * angle(before, after), atol=1e-5)
 
-    slow = load_clip(tmp_path / "c.npz", fps=24)
+    slow = load_clip(path, fps=24)
     assert slow.num_frames == 9 and slow.duration_s == pytest.approx(8 / 24)
     with pytest.raises(InputError, match="frame rate must be a positive number"):
         clip.resampled(0)
@@ -208,16 +218,34 @@ BAD_FILES: dict[str, tuple[dict, str]] = {
     "wrong_width": ({"pose_body": np.zeros((10, 62))}, "'pose_body' has shape (10, 62), expected (T, 63)"),
     "nan": ({"poses": np.full((4, 165), np.nan)}, "'poses' contains NaN or Inf"),
     "inf_trans": ({"pose_body": np.zeros((4, 63)), "trans": np.full((4, 3), np.inf)}, "'trans' contains NaN or Inf"),
-    "pickled": ({"pose_body": _object_array()}, "contains pickled objects ('pose_body'), which are not loaded for safety"),
+    "pickled": (
+        {"pose_body": _object_array()},
+        "contains pickled objects ('pose_body'), which are not loaded for safety",
+    ),
     "zero_frames": ({"pose_body": np.zeros((0, 63))}, "'pose_body' has no frames (shape (0, 63))"),
     "frame_mismatch": ({"pose_body": np.zeros((5, 63)), "trans": np.zeros((4, 3))}, "'trans' has 4 frames, expected 5"),
     "poses_width": ({"poses": np.zeros((5, 100))}, "'poses' has shape (5, 100), expected (T, 165) (SMPL-X), (T, 156)"),
-    "no_poses": ({"foo": np.zeros(3)}, "no poses found: expected 'poses' (AMASS), 'pose_body', 'body_pose' or 'pose_samples'; found 'foo'"),
+    "no_poses": (
+        {"foo": np.zeros(3)},
+        "no poses found: expected 'poses' (AMASS), 'pose_body', 'body_pose' or 'pose_samples'; found 'foo'",
+    ),
     "strings": ({"pose_body": np.array([["a"] * 63])}, "'pose_body' has dtype <U1, expected numbers"),
-    "gender": ({"pose_body": np.zeros((2, 63)), "gender": np.array("robot")}, "'gender' is 'robot', expected one of neutral, male, female"),
-    "fps": ({"poses": np.zeros((2, 156)), "mocap_framerate": np.array(-1.0)}, "'mocap_framerate' is -1.0, expected a positive frame rate"),
-    "one_hand": ({"body_pose": np.zeros((2, 63)), "left_hand_pose": np.zeros((2, 45))}, "has 'left_hand_pose' but not the other hand"),
-    "betas": ({"pose_body": np.zeros((2, 63)), "betas": np.zeros((2, 3, 4))}, "'betas' has shape (2, 3, 4), expected (NB,)"),
+    "gender": (
+        {"pose_body": np.zeros((2, 63)), "gender": np.array("robot")},
+        "'gender' is 'robot', expected one of neutral, male, female",
+    ),
+    "fps": (
+        {"poses": np.zeros((2, 156)), "mocap_framerate": np.array(-1.0)},
+        "'mocap_framerate' is -1.0, expected a positive frame rate",
+    ),
+    "one_hand": (
+        {"body_pose": np.zeros((2, 63)), "left_hand_pose": np.zeros((2, 45))},
+        "has 'left_hand_pose' but not the other hand",
+    ),
+    "betas": (
+        {"pose_body": np.zeros((2, 63)), "betas": np.zeros((2, 3, 4))},
+        "'betas' has shape (2, 3, 4), expected (NB,)",
+    ),
 }
 
 
