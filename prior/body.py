@@ -250,10 +250,10 @@ class BodyModel(nn.Module):
         # Sparsity of the skin for :meth:`_skin`: the non-zero (vertex, joint) weights in row
         # order, and the CSR layout of the (V, 4 J) matrix with 4 columns per joint.
         rows, cols = np.nonzero(np.asarray(skin_weights))
-        crow = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=len(skin_weights)))])
-        buf("_skin_counts", np.bincount(rows, minlength=len(skin_weights)), torch.long)
+        counts = np.bincount(rows, minlength=len(skin_weights))
+        buf("_skin_counts", counts, torch.long)
         buf("_skin_values", np.asarray(skin_weights)[rows, cols])
-        buf("_skin_crow4", 4 * crow, torch.long)
+        buf("_skin_crow4", 4 * np.concatenate([[0], np.cumsum(counts)]), torch.long)
         buf("_skin_cols4", (4 * cols[:, None] + np.arange(4)).reshape(-1), torch.long)
 
     # ---- sizes -------------------------------------------------------------------------------
