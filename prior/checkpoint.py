@@ -178,7 +178,7 @@ def _plain(value: Any) -> Any:
     return value if isinstance(value, (int, float, str, type(None))) else str(value)
 
 
-def _net_from_state(state: dict[str, torch.Tensor], path: Path) -> ScoreNet:
+def _net_from_state(state: dict[str, torch.Tensor], path: Path, *, scale_by_sigma: bool = True) -> ScoreNet:
     """Infer the network's shape from its weights, build it and load them strictly."""
     for key in ("pre_dense.weight", "shared_time_embed.0.weight", "post_dense.weight"):
         if key not in state:
@@ -201,6 +201,7 @@ def _net_from_state(state: dict[str, torch.Tensor], path: Path) -> ScoreNet:
         embed=embed,
         blocks=blocks,
         cond_layer="pre_dense_cond.weight" in state,
+        scale_by_sigma=scale_by_sigma,
         num_scales=sigmas.shape[0] if sigmas is not None else 1000,
     )
     if hidden % config.groups:
@@ -281,7 +282,7 @@ def _load_own(path: Path) -> PosePrior:
         raise InputError("missing normaliser statistics 'normalizer.mean'/'normalizer.std'", path) from None
     if mean.shape != (POSE_DIM,) or std.shape != (POSE_DIM,) or not (std > 0).all():
         raise InputError("normaliser statistics must be (63,) with positive std", path)
-    net = _net_from_state(tensors, path)
+    net = _net_from_state(tensors, path, scale_by_sigma=config.scale_by_sigma)
     if net.config != config:
         raise InputError("weights do not match the network config in the metadata", path)
     info = {"format": FORMAT_NAME, "path": str(path), **provenance}

@@ -24,7 +24,10 @@ class NetConfig:
     groups: int = 32
     # The official file carries an unused ``pre_dense_cond`` layer; DPoser-X and our own files do not.
     cond_layer: bool = True
-    # scale_by_sigma: sigmas = exp(linspace(ln sigma_max, ln sigma_min, num_scales)).
+    # scale_by_sigma: the output is divided by sigmas[long(label)] with
+    # sigmas = exp(linspace(ln sigma_max, ln sigma_min, num_scales)): the reference's inverted
+    # scaling, baked into official weights. Without it the output is a plain noise prediction.
+    scale_by_sigma: bool = True
     sigma_max: float = 50.0
     sigma_min: float = 0.01
     num_scales: int = 1000
@@ -91,7 +94,10 @@ class ScoreNet(nn.Module):
         """
         temb = self.shared_time_embed(timestep_embedding(labels, self.config.embed))
         biases = [layer(temb) for layer in self._time_layers()]
-        divisor = self.sigmas[labels.long()][:, None]
+        if self.config.scale_by_sigma:
+            divisor = self.sigmas[labels.long()][:, None]
+        else:
+            divisor = torch.ones_like(labels, dtype=temb.dtype)[:, None]
         return biases, divisor
 
     def forward_features(self, x: torch.Tensor, biases: list[torch.Tensor], divisor: torch.Tensor) -> torch.Tensor:

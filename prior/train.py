@@ -7,6 +7,7 @@ gloo on CPU, NCCL on CUDA). Resumable from ``<run>/last.pt``; the result is one 
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import time
@@ -52,6 +53,9 @@ class TrainConfig:
     """Residual blocks."""
     dropout: float = 0.1
     """Dropout during training."""
+    scale_by_sigma: bool = False
+    """Reproduce DPoser's inverted output scaling (needed only to match the official recipe
+    exactly); off, the network predicts the noise directly, which trains faster."""
     seed: int = 0
     """Seed for weights and batches."""
     log_every: int = 100
@@ -154,7 +158,7 @@ def train(
 
     torch.manual_seed(config.seed)  # identical initial weights on every rank
     net_config = NetConfig(hidden=config.hidden, embed=config.embed, blocks=config.blocks,
-                           dropout=config.dropout, cond_layer=False)
+                           dropout=config.dropout, cond_layer=False, scale_by_sigma=config.scale_by_sigma)
     net = ScoreNet(net_config).to(dev)
     params = list(net.parameters())
     sde = SubVPSDE()
@@ -201,6 +205,24 @@ def train(
         torch.save(state, tmp)
         os.replace(tmp, last)
 
+    def export(path: Path) -> Path:
+        """Write the EMA weights as a self-contained prior (also used for mid-run snapshots)."""
+        final = copy.deepcopy(net).cpu()  # not ScoreNet(...): that would draw from the global RNG
+        with torch.no_grad():
+            for p, s in zip(final.parameters(), ema.shadow):
+                p.copy_(s)
+        provenance = {
+            "trained_by": "dposer train",
+            "data": data.source,
+            "num_train_poses": int(train_np.shape[0]),
+            "steps": step,
+            "recipe": asdict(config),
+            "world_size": world,
+            "final_loss": log_rows[-1]["loss"] if log_rows else None,
+            "final_val_loss": next((r["val_loss"] for r in reversed(log_rows) if "val_loss" in r), None),
+        }
+        return save_prior(PosePrior(final, mean, std, sde=sde), path, provenance=provenance)
+
     net.train()
     running = 0.0
     while step < config.steps:
@@ -236,27 +258,11 @@ def train(
             running = 0.0
         if rank == 0 and (step % config.save_every == 0 or step == config.steps):
             save_state()
+            export(run_dir / "snapshot.safetensors")
     if bar is not None:
         bar.close()
 
-    result = None
-    if rank == 0:
-        with torch.no_grad():
-            for p, s in zip(params, ema.shadow):
-                p.copy_(s)
-        final = ScoreNet(net_config)
-        final.load_state_dict({k: v.cpu() for k, v in net.state_dict().items()})
-        provenance = {
-            "trained_by": "dposer train",
-            "data": data.source,
-            "num_train_poses": int(train_np.shape[0]),
-            "steps": step,
-            "recipe": asdict(config),
-            "world_size": world,
-            "final_loss": log_rows[-1]["loss"] if log_rows else None,
-            "final_val_loss": next((r["val_loss"] for r in reversed(log_rows) if "val_loss" in r), None),
-        }
-        result = save_prior(PosePrior(final, mean, std, sde=sde), out, provenance=provenance)
+    result = export(out) if rank == 0 else None
     if distributed:
         import torch.distributed as dist
 
