@@ -155,6 +155,20 @@ def forward_kinematics(
     return world_r, world_p
 
 
+class _SparseProduct(torch.autograd.Function):
+    """``lhs @ rhs`` for a constant sparse ``lhs`` whose transpose is given, so the backward
+    pass (``lhs^T @ grad``) does not re-sort the sparse matrix each call."""
+
+    @staticmethod
+    def forward(ctx: Any, lhs: Tensor, lhs_t: Tensor, rhs: Tensor) -> Tensor:
+        ctx.lhs_t = lhs_t
+        return lhs @ rhs
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[None, None, Tensor]:
+        return None, None, ctx.lhs_t @ grad
+
+
 @dataclass(frozen=True)
 class BodyOutput:
     """What :meth:`BodyModel.forward` returns (torch tensors, metres)."""
@@ -253,8 +267,15 @@ class BodyModel(nn.Module):
         counts = np.bincount(rows, minlength=len(skin_weights))
         buf("_skin_counts", counts, torch.long)
         buf("_skin_values", np.asarray(skin_weights)[rows, cols])
+        cols4 = (4 * cols[:, None] + np.arange(4)).reshape(-1)
         buf("_skin_crow4", 4 * np.concatenate([[0], np.cumsum(counts)]), torch.long)
-        buf("_skin_cols4", (4 * cols[:, None] + np.arange(4)).reshape(-1), torch.long)
+        buf("_skin_cols4", cols4, torch.long)
+        # The transposed (4 J, V) layout, for the backward pass (torch would sort it every call).
+        rows4 = np.repeat(rows, 4)
+        perm = np.lexsort((rows4, cols4))
+        buf("_skin_t_perm", perm, torch.long)
+        buf("_skin_t_crow", np.concatenate([[0], np.cumsum(np.bincount(cols4, minlength=4 * len(parents)))]), torch.long)
+        buf("_skin_t_cols", rows4[perm], torch.long)
 
     # ---- sizes -------------------------------------------------------------------------------
     @property
@@ -443,7 +464,15 @@ class BodyModel(nn.Module):
                 self._skin_crow4, self._skin_cols4, values, size=size, check_invariants=False
             )
             rhs = torch.cat([rot, trans[..., None]], -1).permute(1, 3, 0, 2).reshape(4 * num_joints, 3 * batch)
-            return (lhs @ rhs).reshape(self.num_vertices, batch, 3).transpose(0, 1)
+            if torch.is_grad_enabled() and rhs.requires_grad:
+                lhs_t = torch.sparse_csr_tensor(
+                    self._skin_t_crow, self._skin_t_cols, values[self._skin_t_perm], size=size[::-1],
+                    check_invariants=False,
+                )
+                out = _SparseProduct.apply(lhs, lhs_t, rhs)
+            else:
+                out = lhs @ rhs
+            return out.reshape(self.num_vertices, batch, 3).transpose(0, 1)
         blended = self.skin_weights @ torch.cat([rot.flatten(-2), trans], -1)  # (B, V, 12)
         r = blended[..., :9].unflatten(-1, (3, 3))
         return (r @ v_rest.expand(batch, -1, -1)[..., None])[..., 0] + blended[..., 9:]
