@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .data import checked_file
 from .errors import InputError
 from .model import NetConfig, ScoreNet
 from .npzio import atomic_write
@@ -64,15 +65,9 @@ def load_prior(path: str | os.PathLike | None = None, device: str | torch.device
         if not path.exists():
             raise InputError("the shipped default prior is missing; pass --ckpt with a DPoser checkpoint", path)
     path = Path(path)
-    if not path.exists():
-        raise InputError("no such file", path)
     if path.is_dir():
         raise InputError("is a folder, expected a checkpoint file (.pth, .ckpt or .safetensors)", path)
-    size = path.stat().st_size
-    if size == 0:
-        raise InputError("is empty, expected a checkpoint", path)
-    if size > MAX_CHECKPOINT_BYTES:
-        raise InputError(f"is {size / 1024**3:.1f} GiB, larger than any pose prior checkpoint", path)
+    size = checked_file(path, max_bytes=MAX_CHECKPOINT_BYTES).stat().st_size
     dev = resolve_device(device)
     with open(path, "rb") as f:
         head = f.read(8)
