@@ -34,6 +34,17 @@ class Common:
             raise InputError("--device cuda was asked for, but no CUDA device is available")
         return load_prior(self.ckpt, device=self.device)
 
+    def load_body(self):
+        from .body import load_body_model
+
+        return load_body_model(self.body_model)
+
+    def joints_of(self, pose_body: np.ndarray) -> np.ndarray:
+        """``(..., 63)`` -> ``(..., 22, 3)`` SMPL-X body joints (metres, no root) from --body-model."""
+        from .evaluate import body_joints
+
+        return body_joints(self.load_body(), pose_body)
+
 
 class _Bar:
     """A tqdm bar on stderr fed by task progress callbacks."""
@@ -58,7 +69,8 @@ class Generate(Common):
     """Sample poses from the prior."""
 
     out: Path
-    """Output .npz: pose_body (N, 63); with --trajectory also trajectory (steps, N, 63) and t (steps,)."""
+    """Output .npz: pose_body (N, 63), joints (N, 22, 3) from --body-model; with --trajectory also
+    trajectory (steps, N, 63) and t (steps,)."""
     num: int = 16
     """Number of samples."""
     steps: int = 1000
@@ -88,6 +100,7 @@ class Generate(Common):
         finally:
             bar.close()
         arrays = {"pose_body": res.pose_body.numpy()}
+        arrays["joints"] = self.joints_of(arrays["pose_body"])
         if self.trajectory:
             arrays |= {"trajectory": res.trajectory.numpy(), "t": res.t.numpy()}
         save_npz(self.out, arrays)
@@ -101,7 +114,8 @@ class Complete(Common):
     poses: Path
     """Input .npz with pose_body (N, 63) (also pose_samples, body_pose, or an AMASS clip's frames)."""
     out: Path
-    """Output .npz: pose_body (N, H, 63) with observed joints copied exactly, mask (63,) True = completed."""
+    """Output .npz: pose_body (N, H, 63) with observed joints copied exactly, mask (63,) True = completed,
+    joints (N, H, 22, 3) from --body-model."""
     part: str | None = None
     """Body part to complete: left_leg, right_leg, left_arm, right_arm, trunk, hands, legs, arms, head, neck."""
     joints: str | None = None
@@ -139,7 +153,8 @@ class Complete(Common):
             )
         finally:
             bar.close()
-        save_npz(self.out, {"pose_body": res.pose_body.numpy(), "mask": res.mask.numpy()})
+        pose = res.pose_body.numpy()
+        save_npz(self.out, {"pose_body": pose, "mask": res.mask.numpy(), "joints": self.joints_of(pose)})
         print(f"wrote {self.out}: pose_body {tuple(res.pose_body.shape)}", file=sys.stderr)
 
 
@@ -204,7 +219,6 @@ class Eval(Common):
     def run(self) -> None:
         import json
 
-        from .body import load_body_model
         from .data import load_poses
         from .evaluate import EvalData, evaluate_completion, evaluate_generation, format_tables, load_fid_stats
         from .npzio import write_text_atomic
@@ -219,7 +233,7 @@ class Eval(Common):
             test = test[: self.num_poses]
         mu, sigma = load_fid_stats(self.fid_stats)
         data = EvalData(train=train, test=test, fid_mu=mu, fid_sigma=sigma)
-        body = load_body_model(self.body_model)
+        body = self.load_body()
         prior = None if self.baselines_only else self.load_prior()
         report: dict = {"checkpoint": None if prior is None else prior.info, "data": str(self.data),
                         "split": self.split, "num_poses": int(len(test)), "hypotheses": self.hypotheses,

@@ -44,6 +44,7 @@ def test_generate_with_trajectory(tmp_path):
     with np.load(out, allow_pickle=False) as f:
         assert f["pose_body"].shape == (3, 63)
         assert f["trajectory"].shape == (20, 3, 63) and f["t"].shape == (20,)
+        assert f["joints"].shape == (3, 22, 3)
         first = f["pose_body"].copy()
     run("generate", "--ckpt", OFFICIAL_CKPT, "--num", 3, "--steps", 20, "--seed", 1, "--out", out, "--device", "cpu")
     with np.load(out, allow_pickle=False) as f:
@@ -59,7 +60,12 @@ def test_complete_a_part_keeps_observed_joints_exactly(tmp_path, demo_subset):
     assert "complete" in proc.stderr  # progress bar on stderr
     with np.load(out, allow_pickle=False) as f:
         pose_body, mask = f["pose_body"], f["mask"]
+        joints = f["joints"]
     assert pose_body.shape == (6, 4, 63) and mask.shape == (63,) and mask.dtype == bool
+    assert joints.shape == (6, 4, 22, 3)
+    # the completed leg moved the left knee/ankle/foot, the observed right leg stayed put
+    assert np.abs(joints[:, :, [4, 7, 10]] - joints[:, :1, [4, 7, 10]]).max() > 1e-3
+    assert np.allclose(joints[:, :, [5, 8, 11]], joints[:, :1, [5, 8, 11]], atol=1e-6)
     assert mask.sum() == 12 and mask[0:3].all() and mask[9:12].all()  # left hip and left knee among them
     assert np.array_equal(pose_body[:, :, ~mask], np.broadcast_to(poses[:, None, ~mask], (6, 4, 51)))
     assert np.abs(pose_body[:, :, mask] - poses[:, None, mask]).max() > 1e-3
