@@ -16,3 +16,49 @@ def shared_data() -> Path:
     if not DATA.is_dir():
         pytest.fail(f"real test data not found at {DATA}")
     return DATA
+
+
+# -- dposer-view in a real browser (tests/test_viewer_e2e.py) ------------------------------------
+CONFORMANCE_CKPT = SHARED / "conformance" / "dposer_official_format_random.pth"
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """Headless Debian Chromium driven by Playwright (one browser for the whole run)."""
+    from playwright.sync_api import sync_playwright
+
+    from browser import CHROMIUM_ARGS, chromium_path
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def viewer_app():
+    """The viewer app in this process on a free port (its per-tab state can be inspected)."""
+    from viewer.app import ViewerApp
+
+    if not CONFORMANCE_CKPT.is_file():
+        pytest.fail(f"conformance checkpoint not found at {CONFORMANCE_CKPT}")
+    app = ViewerApp(ckpt=CONFORMANCE_CKPT, port=0, verbose=False)
+    yield app
+    app.stop()
+
+
+@pytest.fixture(scope="module")
+def viewer_tab(chromium, viewer_app):
+    """``(page, session)``: one browser tab on ``viewer_app`` and its server-side session."""
+    from browser import VIEWPORT, wait_until
+
+    context = chromium.new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    page.errors = []  # uncaught exceptions in the viewer's JavaScript, for failure messages
+    page.on("pageerror", lambda exc: page.errors.append(str(exc)))
+    page.goto(viewer_app.url)
+    session = viewer_app.wait_for_session(timeout=60)
+    wait_until(lambda: viewer_app.resources.prior is not None, timeout=60, what="the prior to load")
+    page.get_by_role("tab", name="Generate").wait_for(timeout=60_000)
+    yield page, session
+    context.close()

@@ -1,0 +1,218 @@
+"""dposer-view end to end in headless Chromium: the user's clicks, the server's state, the pixels.
+
+One in-process app and one browser tab serve the tests in order (generate, complete, edit,
+motion, uploads, export), so each test starts from what the previous one left, as a user would.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from browser import click, colour_fraction, project, screenshot_array, set_gui_number, upload_file, wait_until
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+BODY_BOX = (380, 80, 900, 700)
+ARTIFACTS = Path(tempfile.gettempdir()) / "dposer-view-e2e"  # screenshots, for a human to look at
+ARTIFACTS.mkdir(exist_ok=True)  # where a standing, framed body is drawn in a 1280x800 tab
+
+
+def shown_bones(body) -> tuple[np.ndarray, np.ndarray]:
+    """``(wxyz (22, 4), positions (22, 3))`` the server last sent for a body's bones."""
+    mesh = body.meshes[0]
+    return np.stack([b.wxyz for b in mesh.bones]), np.stack([b.position for b in mesh.bones])
+
+
+def test_body_is_drawn_upright_and_framed(viewer_tab):
+    page, session = viewer_tab
+    wait_until(lambda: session.main.pose is not None, what="the first pose")
+    wait_until(lambda: np.all(np.asarray(session.client.camera.look_at)[1] > 0.3), what="the camera framing")
+    shots: list[np.ndarray] = []
+
+    def body_pixels() -> float:
+        shots.append(screenshot_array(page))
+        return colour_fraction(shots[-1], (196, 160, 120), box=BODY_BOX)
+
+    wait_until(lambda: body_pixels() > 0.05, timeout=60, what="the body to be drawn")
+    with_body = shots[-1]
+    session.main.visible = False
+    wait_until(lambda: body_pixels() < 0.01, what="the body to disappear when hidden")
+    empty = shots[-1]
+    session.main.visible = True
+    # Upright: the head (top of the body colour) is above the feet, in the middle of the free canvas.
+    mask = np.zeros(with_body.shape[:2], bool)
+    x0, y0, x1, y1 = BODY_BOX
+    diff = np.abs(with_body.astype(int) - empty.astype(int)).sum(-1) > 40
+    mask[y0:y1, x0:x1] = diff[y0:y1, x0:x1]
+    ys, xs = np.nonzero(mask)
+    assert ys.max() - ys.min() > 0.5 * (y1 - y0), "the body is not standing (too short on screen)"
+    assert abs(xs.mean() - 640 * 0.75) < 200, "the body is not in the middle of the free canvas"
+
+
+def test_generate_streams_then_scrubs_the_trajectory(viewer_tab):
+    page, session = viewer_tab
+    gen = session.panels["generate"]
+    set_gui_number(page, "Steps", 60)
+    set_gui_number(page, "Samples", 3)
+    wait_until(lambda: gen.steps.value == 60 and gen.num.value == 3, what="the settings to reach the server")
+    click(page.get_by_role("button", name="Generate"))
+    wait_until(lambda: "generate_done" in session.timings, timeout=120, what="generation to finish")
+    assert session.stage == "samples"
+    assert gen.first_streamed_t is not None and gen.first_streamed_t > 0.5, "the bodies did not move while sampling"
+    assert gen.trajectory.shape == (60, 3, 63) and gen.t[0] > 0.95 and gen.t[-1] == 0.0
+    # The bodies show the final samples.
+    final = session.rig.pose(gen.trajectory[-1])
+    wait_until(lambda: np.allclose(shown_bones(gen.bodies[1])[1], final.positions[1], atol=1e-5), what="final poses")
+    # Scrub to t = 0.5: the bodies jump to the recorded step nearest that time.
+    set_gui_number(page, "Timestep t", 0.5)
+    i = int(np.abs(gen.t - 0.5).argmin())
+    want = session.rig.pose(gen.trajectory[i])
+    wait_until(lambda: abs(gen.t_shown - gen.t[i]) < 1e-6, what="the scrubbed timestep")
+    wait_until(lambda: np.allclose(shown_bones(gen.bodies[0])[1], want.positions[0], atol=1e-5), what="scrubbed poses")
+    assert not np.allclose(want.positions, final.positions, atol=1e-3)
+    # Play animates from t = 1 back to 0.
+    click(page.get_by_role("button", name="Play trajectory"))
+    wait_until(lambda: gen.played_t_max is not None, timeout=30, what="playback to start")
+    wait_until(lambda: gen.t_shown == 0.0 and not session.pacer.animating("generate-play"), timeout=30, what="playback end")
+    assert gen.played_t_max > 0.9, "playback starts from the noise end (t ~ 1)"
+    # Take sample 2 as the pose to work on.
+    set_gui_number(page, "Sample to edit", 2)
+    wait_until(lambda: gen.pick.value == 2, what="the sample choice")
+    click(page.get_by_role("button", name="Edit this sample"))
+    wait_until(lambda: session.stage == "pose" and np.allclose(session.pose, gen.trajectory[-1, 1]), what="the pose")
+
+
+def test_click_a_leg_to_mask_it_and_complete(viewer_tab):
+    page, session = viewer_tab
+    click(page.get_by_role("tab", name="Complete"))
+    # Start from the rest pose so the thigh is where the camera expects it.
+    session.set_pose(np.zeros(63, np.float32), label="test rest")
+    wait_until(lambda: session.pacer.idle() and np.allclose(session.main.joints[4, 1], session.rig.rest_joints[4, 1]), what="rest pose")
+    session.frame_camera()
+    wait_until(lambda: abs(session.client.camera.look_at[1] - 0.5 * session.rig.height_m) < 0.05, what="framing")
+    thigh = 0.5 * (session.rig.rest_joints[1] + session.rig.rest_joints[4]) + np.array([0.0, session.ground_y, 0.0])
+    x, y = project(session.client.camera, thigh, (1280, 800))
+    session.timings.pop("part_clicked", None)
+    for _ in range(3):  # a click the busy page drops (taken for the start of a drag) is clicked again
+        page.mouse.click(x, y)
+        try:
+            wait_until(lambda: "part_clicked" in session.timings, timeout=10, what="the click")
+            break
+        except AssertionError:
+            continue
+    wait_until(lambda: session.mask == {0, 3, 6, 9}, timeout=15, what="the left leg to be masked by a click")
+    assert session.panels["complete"].parts["left_leg"].value
+    wait_until(lambda: session.main.joint_color(4) != session.main.joint_color(5), what="the masked leg colour")
+    image = screenshot_array(page)
+    assert colour_fraction(image, (225, 75, 50), min_sat=0.4, box=BODY_BOX) > 0.003, "the masked leg is not drawn orange"
+
+    set_gui_number(page, "Hypotheses", 4)
+    wait_until(lambda: session.panels["complete"].num.value == 4, what="hypotheses setting")
+    click(page.get_by_role("button", name="Complete", exact=True))
+    panel = session.panels["complete"]
+    wait_until(lambda: "complete_done" in session.timings, timeout=120, what="completion")
+    hyps = panel.hypotheses
+    assert hyps.shape == (4, 63)
+    observed = np.ones(63, bool)
+    for j in (0, 3, 6, 9):
+        observed[3 * j : 3 * j + 3] = False
+    assert np.allclose(hyps[:, observed], session.pose[observed]), "observed joints must be copied exactly"
+    assert not np.allclose(hyps[:, ~observed], 0.0), "the masked leg was not completed"
+    assert len(panel.ghosts) == 4 and all(g.pose is not None for g in panel.ghosts)
+    assert all(m.opacity is not None and m.opacity < 1 for g in panel.ghosts for m in g.meshes), "ghosts are translucent"
+    # Pick hypothesis 3 and adopt it: it becomes the pose, undoable.
+    set_gui_number(page, "Hypothesis", 3)
+    wait_until(lambda: panel.picked == 2, what="the pick")
+    click(page.get_by_role("button", name="Adopt hypothesis"))
+    wait_until(lambda: np.allclose(session.pose, hyps[2]) and not panel.ghosts, what="the adopted hypothesis")
+    click(page.get_by_role("tab", name="Edit"))
+    click(page.get_by_role("button", name="Undo"))
+    wait_until(lambda: np.allclose(session.pose, 0.0), what="undo to the rest pose")
+    click(page.get_by_role("button", name="Redo"))
+    wait_until(lambda: np.allclose(session.pose, hyps[2]), what="redo")
+
+
+def test_rotate_a_joint_with_the_gizmo_state(viewer_tab):
+    page, session = viewer_tab
+    edit = session.panels["edit"]
+    click(page.get_by_text("Rotation gizmo", exact=True))
+    wait_until(lambda: edit.gizmo is not None, what="the gizmo")
+    j = edit.selected_joint
+    assert np.allclose(edit.gizmo.position, session.main.joints[j], atol=1e-6), "the gizmo sits on the joint"
+    assert np.allclose(np.abs(edit.gizmo.wxyz @ session.main.pose.wxyz[0, j]), 1.0, atol=1e-6)
+
+
+def test_motion_clip_loads_plays_and_gets_noise(viewer_tab):
+    page, session = viewer_tab
+    motion = session.panels["motion"]
+    click(page.get_by_role("tab", name="Motion"))
+    click(page.get_by_role("button", name="Load example clip"))
+    wait_until(lambda: motion.clip is not None and "original" in motion.bodies, timeout=30, what="the example clip")
+    assert motion.clip.num_frames == 240 and session.stage == "motion"
+    wait_until(lambda: motion.bodies["original"].pose is not None, what="the first frame")
+    click(page.get_by_role("button", name="Play", exact=True))
+    wait_until(lambda: motion.frame > 10, timeout=20, what="playback to advance")
+    click(page.get_by_role("button", name="Pause"))
+    wait_until(lambda: not motion.playing, what="pause")
+    frame = motion.frame
+    pose = motion.bodies["original"].pose
+    assert np.allclose(pose.positions[0], motion._poses["original"].positions[frame])
+    click(page.get_by_role("button", name="Add noise"))
+    wait_until(lambda: motion.noisy_joints is not None, what="noisy joints")
+    err = motion.errors_mm["noisy"]
+    assert 40 < err.mean() < 80, f"std 0.04 m noise should give ~64 mm MPJPE, got {err.mean():.1f}"
+    wait_until(lambda: colour_fraction(screenshot_array(page), (196, 160, 120)) > 0.01, what="the clip's body drawn")
+    wait_until(lambda: colour_fraction(screenshot_array(page), (225, 70, 60), min_sat=0.4) > 0.0005,
+               what="the noisy joints drawn")
+    page.screenshot(path=str(ARTIFACTS / "motion.png"))
+
+
+def test_broken_upload_is_reported_and_the_app_keeps_working(viewer_tab, tmp_path):
+    page, session = viewer_tab
+    motion = session.panels["motion"]
+    before = motion.clip
+    broken = tmp_path / "broken.npz"
+    broken.write_bytes(b"PK\x03\x04 this is not a zip archive")
+    upload_file(page, "Upload clip", broken)
+    wait_until(lambda: any("broken.npz" in body for _, body in session.notifications), timeout=30,
+               what="an error notification naming the file")
+    page.get_by_text("Cannot load clip").first.wait_for(timeout=10_000)
+    assert motion.clip is before, "a bad upload must not replace the clip"
+    # Still working: a good upload loads.
+    good = tmp_path / "poses.npz"
+    np.savez(good, pose_body=np.zeros((12, 63), np.float32))
+    upload_file(page, "Upload clip", good)
+    wait_until(lambda: motion.clip is not before and motion.clip.num_frames == 12, timeout=30, what="the good upload")
+
+
+def test_bad_checkpoint_upload_keeps_the_prior(viewer_tab, tmp_path):
+    page, session = viewer_tab
+    prior = session.app.resources.prior
+    click(page.get_by_role("tab", name="Model"))
+    bad = tmp_path / "weights.pth"
+    bad.write_bytes(b"\x80\x02 not a checkpoint")
+    upload_file(page, "Upload checkpoint", bad)
+    wait_until(lambda: any("weights.pth" in body for _, body in session.notifications), timeout=60,
+               what="a notification about the checkpoint")
+    assert session.app.resources.prior is prior
+    page.get_by_text("Cannot load prior").first.wait_for(timeout=10_000)
+
+
+def test_export_downloads(viewer_tab):
+    page, session = viewer_tab
+    click(page.get_by_role("tab", name="Export"))
+    export = session.panels["export"]
+    name, content = export.export_bytes("poses")
+    import io
+
+    with np.load(io.BytesIO(content), allow_pickle=False) as data:
+        assert data["pose_body"].shape == (1, 63) and data["poses"].shape == (1, 165)
+    name, mesh = export.export_bytes("mesh")
+    assert name == "pose.obj" and mesh.count("\nf ") == session.app.resources.body.faces.shape[0]
+    with page.expect_download(timeout=30_000) as download:
+        click(page.get_by_role("button", name="Download poses (.npz)"))
+    assert download.value.suggested_filename == "poses.npz"

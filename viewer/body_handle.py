@@ -1,0 +1,231 @@
+"""``BodyHandle``: one body in a viser scene, as skinned meshes that share the 22 bones.
+
+Per frame only bone poses are sent (:func:`viewer.bones.write_bones`), never vertices. A body is
+either split into one submesh per joint label (so masked joints can take another colour and a
+click says which joint was hit) or drawn as one mesh (ghosts, samples).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import numpy as np
+import viser
+
+from .bones import write_bones
+from .rig import NUM_BONES, BodyRig, RigPose, SkinPiece
+
+Color = tuple[int, int, int]
+
+BODY_COLOR: Color = (196, 160, 120)
+MASK_COLOR: Color = (225, 75, 50)
+SELECT_COLOR: Color = (90, 170, 250)
+SKELETON_COLOR: Color = (40, 40, 40)
+
+
+class BodyHandle:
+    """A posed body under the scene node ``name`` (a frame placed at ``position``).
+
+    Args:
+        scene: the (client's) scene to draw in.
+        name: scene path of the body's root frame, e.g. ``"/pose/main"``.
+        rig: the body model prepared for skinning.
+        split: one submesh per joint label (colourable, clickable per joint) or one mesh.
+        color: body colour.
+        opacity: None for opaque; below 1 for translucent ghosts.
+        position, wxyz: where the body's frame sits in the scene (metres) and how it is turned
+            (e.g. a Z-up AMASS clip turned to the scene's Y-up).
+        labels: with ``split``, draw only the submeshes of these SMPL-X joints (e.g. the completed
+            limbs of a hypothesis ghost).
+        on_click: called with the SMPL-X joint (0..21) whose submesh was clicked (split only).
+    """
+
+    def __init__(
+        self,
+        scene: viser.SceneApi,
+        name: str,
+        rig: BodyRig,
+        *,
+        split: bool = False,
+        color: Color = BODY_COLOR,
+        opacity: float | None = None,
+        position: tuple[float, float, float] = (0.0, 0.0, 0.0),
+        wxyz: tuple[float, float, float, float] = (1.0, 0.0, 0.0, 0.0),
+        visible: bool = True,
+        labels: set[int] | None = None,
+        on_click: Callable[[int], None] | None = None,
+    ) -> None:
+        self.name = name
+        self.rig = rig
+        self._scene = scene
+        self._color = color
+        self._colors: dict[int, Color] = {}
+        self._root = scene.add_frame(name, show_axes=False, position=position, wxyz=wxyz, visible=visible)
+        pieces: Iterable[SkinPiece] = (
+            [p for p in rig.pieces if labels is None or p.label in labels] if split else (rig.whole,)
+        )
+        rest_q = np.tile(np.array([1.0, 0.0, 0.0, 0.0]), (NUM_BONES, 1))
+        self._meshes: list[tuple[SkinPiece, viser.MeshSkinnedHandle]] = []
+        for piece in pieces:
+            label = "body" if piece.label is None else rig.joint_names[piece.label]
+            mesh = scene.add_mesh_skinned(
+                f"{name}/{label}",
+                piece.vertices,
+                piece.faces,
+                bone_wxyzs=rest_q[piece.bones],
+                bone_positions=rig.rest_joints[piece.bones],
+                skin_weights=piece.skin_weights,
+                color=color,
+                opacity=opacity,
+                flat_shading=False,
+                cast_shadow=False,  # shadow maps cost most of a software-rendered frame
+                receive_shadow=False,
+            )
+            if on_click is not None and piece.label is not None:
+                joint = piece.label
+                mesh.on_click(lambda _event, joint=joint: on_click(joint))
+            self._meshes.append((piece, mesh))
+        self._skeleton: viser.LineSegmentsHandle | None = None
+        self._joints: viser.PointCloudHandle | None = None
+        self.pose: RigPose | None = None
+
+    # -- pose -----------------------------------------------------------------------------
+    def set_pose(self, pose: RigPose) -> int:
+        """Pose the body (``pose``: one row of :meth:`BodyRig.pose`). Returns bones sent."""
+        self.pose = pose
+        q, p = pose.wxyz[0], pose.positions[0]
+        sent = 0
+        for piece, mesh in self._meshes:
+            sent += write_bones(mesh, q[piece.bones], p[piece.bones])
+        if self._skeleton is not None or self._joints is not None:
+            self._update_overlays()
+        return sent
+
+    @property
+    def joints(self) -> np.ndarray | None:
+        """``(22, 3)`` current joint positions in the body frame, or None before the first pose."""
+        return None if self.pose is None else self.pose.positions[0]
+
+    # -- appearance ---------------------------------------------------------------------------
+    @property
+    def position(self) -> np.ndarray:
+        return np.asarray(self._root.position)
+
+    @position.setter
+    def position(self, value: tuple[float, float, float] | np.ndarray) -> None:
+        self._root.position = np.asarray(value, dtype=np.float64)
+
+    @property
+    def wxyz(self) -> np.ndarray:
+        return np.asarray(self._root.wxyz)
+
+    @wxyz.setter
+    def wxyz(self, value: tuple[float, float, float, float] | np.ndarray) -> None:
+        self._root.wxyz = np.asarray(value, dtype=np.float64)
+
+    @property
+    def visible(self) -> bool:
+        return self._root.visible
+
+    @visible.setter
+    def visible(self, value: bool) -> None:
+        self._root.visible = value
+
+    def set_joint_colors(self, colors: dict[int, Color]) -> None:
+        """Colour the submeshes of the given SMPL-X joints; every other joint takes the body colour."""
+        self._colors = dict(colors)
+        for piece, mesh in self._meshes:
+            want = self._colors.get(piece.label, self._color) if piece.label is not None else self._color
+            if tuple(np.asarray(mesh.color).tolist()) != tuple(want):
+                mesh.color = want
+
+    def joint_color(self, joint: int) -> Color:
+        """The colour joint ``joint``'s submesh is drawn in."""
+        for piece, mesh in self._meshes:
+            if piece.label == joint or piece.label is None:
+                return tuple(int(c) for c in np.asarray(mesh.color))  # type: ignore[return-value]
+        return self._color
+
+    def set_color(self, color: Color) -> None:
+        self._color = color
+        self.set_joint_colors(self._colors)
+
+    def set_opacity(self, opacity: float | None) -> None:
+        for _, mesh in self._meshes:
+            mesh.opacity = opacity
+
+    def show_skeleton(self, skeleton: bool, joints: bool) -> None:
+        """Show or hide the bones as lines and the joints as points (drawn over the mesh)."""
+        if skeleton and self._skeleton is None:
+            self._skeleton = self._scene.add_line_segments(
+                f"{self.name}/skeleton", np.zeros((NUM_BONES - 1, 2, 3), np.float32), SKELETON_COLOR, thickness=0.012
+            )
+        elif not skeleton and self._skeleton is not None:
+            self._skeleton.remove()
+            self._skeleton = None
+        if joints and self._joints is None:
+            self._joints = self._scene.add_point_cloud(
+                f"{self.name}/joints", np.zeros((NUM_BONES, 3), np.float32), SELECT_COLOR, point_size=0.035,
+                point_shape="circle",
+            )
+        elif not joints and self._joints is not None:
+            self._joints.remove()
+            self._joints = None
+        if self.pose is not None:
+            self._update_overlays()
+
+    def _update_overlays(self) -> None:
+        joints = self.pose.positions[0].astype(np.float32)
+        if self._skeleton is not None:
+            parents = np.asarray(self.rig.parents[1:NUM_BONES])
+            self._skeleton.points = np.stack([joints[parents], joints[1:]], 1)
+        if self._joints is not None:
+            self._joints.points = joints
+
+    @property
+    def meshes(self) -> list[viser.MeshSkinnedHandle]:
+        return [mesh for _, mesh in self._meshes]
+
+    def remove(self) -> None:
+        """Remove the body and everything under its root from the scene.
+
+        Prefer hiding bodies for reuse (:class:`BodyPool`): in viser 1.1.1's browser client,
+        removing a skinned mesh whose bones have been posed can throw during React's cleanup
+        ("Cannot read properties of null (reading 'remove')") and blank the page.
+        """
+        self._root.remove()
+
+
+class BodyPool:
+    """Bodies that are hidden and reused instead of removed (see :meth:`BodyHandle.remove`).
+
+    ``take(key, count, make)`` returns ``count`` bodies made by ``make(index)`` for that key
+    (e.g. the set of joints a ghost shows), showing them and hiding every other body in the pool.
+    """
+
+    def __init__(self) -> None:
+        self._bodies: dict[object, list[BodyHandle]] = {}
+
+    def take(self, key: object, count: int, make: Callable[[int], BodyHandle]) -> list[BodyHandle]:
+        bodies = self._bodies.setdefault(key, [])
+        while len(bodies) < count:
+            bodies.append(make(len(bodies)))
+        for other_key, others in self._bodies.items():
+            for i, body in enumerate(others):
+                want = other_key == key and i < count
+                if body.visible != want:
+                    body.visible = want
+        return bodies[:count]
+
+    def hide(self) -> None:
+        for bodies in self._bodies.values():
+            for body in bodies:
+                if body.visible:
+                    body.visible = False
+
+    def clear(self) -> None:
+        """Forget every body (after a body-model switch, whose rebuild removes them)."""
+        for bodies in self._bodies.values():
+            for body in bodies:
+                body.remove()
+        self._bodies = {}

@@ -1,0 +1,85 @@
+"""``Pacer``: a per-client display thread that applies scene updates at the display rate.
+
+Producers (the prior worker, GUI callbacks, playback) ``post`` a drawing function under a key;
+only the newest one per key is kept, and the pacer runs pending ones at most ``max_hz`` times a
+second. Animations register a ``tick(dt)`` function that runs on every frame while set.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from collections.abc import Callable
+
+
+class Pacer:
+    def __init__(self, *, max_hz: float = 60.0, name: str = "pacer") -> None:
+        self.min_interval_s = 1.0 / max_hz
+        self._pending: dict[str, Callable[[], None]] = {}
+        self._ticks: dict[str, Callable[[float], None]] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopped = False
+        self.frames = 0
+        self.applied: dict[str, int] = {}
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+
+    def post(self, key: str, draw: Callable[[], None]) -> None:
+        """Run ``draw`` on the next frame, replacing any not yet run under the same ``key``."""
+        with self._lock:
+            self._pending[key] = draw
+        self._wake.set()
+
+    def animate(self, key: str, tick: Callable[[float], None] | None) -> None:
+        """Call ``tick(dt_s)`` every frame (``None`` stops it)."""
+        with self._lock:
+            if tick is None:
+                self._ticks.pop(key, None)
+            else:
+                self._ticks[key] = tick
+        self._wake.set()
+
+    def animating(self, key: str) -> bool:
+        return key in self._ticks
+
+    def idle(self) -> bool:
+        with self._lock:
+            return not self._pending
+
+    def stop(self) -> None:
+        self._stopped = True
+        self._wake.set()
+        self._thread.join(timeout=2)
+
+    def _loop(self) -> None:
+        last = time.perf_counter()
+        while not self._stopped:
+            self._wake.wait(timeout=0.5)
+            if self._stopped:
+                return
+            now = time.perf_counter()
+            wait = self.min_interval_s - (now - last)
+            if wait > 0:
+                time.sleep(wait)
+                now = time.perf_counter()
+            dt, last = now - last, now
+            with self._lock:
+                pending, self._pending = self._pending, {}
+                ticks = list(self._ticks.items())
+                if not ticks:
+                    self._wake.clear()
+            for key, tick in ticks:
+                _run(tick, min(dt, 0.25))
+            for key, draw in pending.items():
+                _run(draw)
+                self.applied[key] = self.applied.get(key, 0) + 1
+            self.frames += 1
+
+
+def _run(fn: Callable[..., None], *args: float) -> None:
+    try:
+        fn(*args)
+    except Exception:
+        traceback.print_exc()

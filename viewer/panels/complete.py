@@ -1,0 +1,192 @@
+"""Complete tab: mask body parts (click the mesh or tick them) and let the prior fill them in."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import viser
+
+from prior.completion import CompletionResult, complete
+from prior.parts import BODY_JOINT_NAMES, PARTS, joint_mask
+from prior.progress import Progress
+
+from ..body_handle import BodyHandle, BodyPool
+from ..worker import JobContext
+from .base import Panel
+
+if TYPE_CHECKING:
+    from ..session import ClientSession
+
+# The parts offered for masking, in the order a click on a shared joint resolves them.
+MASK_PARTS = ("left_leg", "right_leg", "left_arm", "right_arm", "trunk", "head", "neck")
+GHOST_COLOR = (110, 150, 235)
+PICKED_COLOR = (40, 200, 140)
+GHOST_OPACITY = 0.3
+PICKED_OPACITY = 0.75
+
+
+def part_of_joint(body_joint: int) -> str | None:
+    """The first of :data:`MASK_PARTS` holding body-pose joint ``body_joint`` (0..20)."""
+    return next((p for p in MASK_PARTS if body_joint in PARTS[p]), None)
+
+
+class CompletePanel(Panel):
+    """Hypotheses are translucent ghosts of the completed joints only, overlaid on the main body.
+
+    State: ``hypotheses: (H, 63)`` the latest (streamed or final) completions; ``done`` once the
+    solver finished; ``picked`` the hypothesis highlighted (and adopted by "Adopt").
+    """
+
+    name = "complete"
+
+    def __init__(self, session: ClientSession, tab: viser.GuiTabHandle) -> None:
+        super().__init__(session)
+        gui = session.gui
+        self.ghosts: list[BodyHandle] = []
+        self._pool = BodyPool()
+        self.hypotheses: np.ndarray | None = None
+        self.done = False
+        self.picked = 0
+        self.streamed_updates = 0
+        with tab:
+            gui.add_markdown("Click a body part or tick it to mask it (orange); the prior completes the masked joints.")
+            self.parts = {
+                part: gui.add_checkbox(part.replace("_", " "), initial_value=False,
+                                       hint="joints: " + ", ".join(BODY_JOINT_NAMES[j] for j in PARTS[part]))
+                for part in MASK_PARTS
+            }
+            self.clear = gui.add_button("Clear mask", icon=viser.Icon.ERASER)
+            self.solver = gui.add_dropdown("Solver", ("DPoser", "ScoreSDE"), initial_value="DPoser",
+                                           hint="DPoser: truncated-diffusion optimisation (200 steps); ScoreSDE: masked sampling")
+            self.num = gui.add_slider("Hypotheses", min=1, max=20, step=1, initial_value=10)
+            self.sde_steps = gui.add_slider("ScoreSDE steps", min=50, max=1000, step=50, initial_value=500)
+            self.seed = gui.add_number("Seed", initial_value=0, step=1)
+            self.run = gui.add_button("Complete", icon=viser.Icon.PUZZLE)
+            self.pick = gui.add_slider("Hypothesis", min=1, max=10, step=1, initial_value=1, disabled=True)
+            self.adopt = gui.add_button("Adopt hypothesis", icon=viser.Icon.CHECK, disabled=True)
+        for box in self.parts.values():
+            box.on_update(lambda _: self._mask_from_boxes())
+        self.clear.on_click(lambda _: self.set_parts(()))
+        self.run.on_click(lambda _: self.start())
+        self.pick.on_update(lambda _: self._on_pick())
+        self.adopt.on_click(lambda _: self.adopt_picked())
+
+    # -- mask ------------------------------------------------------------------------------------
+    def _mask_from_boxes(self) -> None:
+        joints = {j for part, box in self.parts.items() if box.value for j in PARTS[part]}
+        self.session.set_mask(joints)
+
+    def set_parts(self, parts: tuple[str, ...] | list[str]) -> None:
+        """Tick exactly ``parts`` (names from :data:`MASK_PARTS`)."""
+        for part, box in self.parts.items():
+            box.value = part in parts
+        self._mask_from_boxes()
+
+    def toggle_joint(self, smplx_joint: int) -> None:
+        """Toggle the part that SMPL-X joint ``smplx_joint`` belongs to (a click on the mesh)."""
+        part = part_of_joint(smplx_joint - 1) if smplx_joint > 0 else None
+        if part is None:
+            self.session.notify("Not maskable", "The pelvis is the root: its rotation is not part of the body pose.")
+            return
+        self.session.mark("part_clicked")
+        self.parts[part].value = not self.parts[part].value
+        self._mask_from_boxes()
+
+    # -- running -----------------------------------------------------------------------------------
+    def start(self) -> None:
+        session = self.session
+        session.mark("complete_clicked")
+        if not session.mask:
+            session.notify("Nothing to complete", "Mask a body part first: click it on the body or tick it.")
+            return
+        mask = joint_mask(sorted(session.mask))
+        pose = session.pose.copy()
+        hyps = int(self.num.value)
+        solver = "dposer" if self.solver.value == "DPoser" else "scoresde"
+        steps, seed = int(self.sde_steps.value), int(self.seed.value)
+        labels = {j + 1 for j in session.mask}
+        self.done = False
+        self.streamed_updates = 0
+        self.pick.disabled = self.adopt.disabled = True
+        session.pacer.post("ghosts-setup", lambda: self._make_ghosts(hyps, labels))
+
+        def run(ctx: JobContext) -> CompletionResult:
+            return complete(
+                ctx.resources.prior, pose[None], mask, hypotheses=hyps, solver=solver, steps=steps, seed=seed,
+                callback=ctx.report, callback_every=2, cancel=ctx.cancel,
+            )
+
+        def on_progress(p: Progress) -> None:
+            poses = p.pose_body.numpy()[0]
+            session.pacer.post("ghosts", lambda: self._draw(poses, streamed=True))
+
+        def on_done(result: CompletionResult) -> None:
+            poses = result.pose_body.numpy()[0]
+
+            def finish() -> None:
+                self._draw(poses)
+                self.done = True
+                self.pick.max = max(2, len(poses))
+                self.pick.disabled = len(poses) < 2
+                self.adopt.disabled = False
+                session.mark("complete_done")
+
+            session.pacer.post("ghosts", finish)
+
+        session.show_stage("pose")
+        session.submit("complete", run, on_progress=on_progress, on_done=on_done)
+
+    def _make_ghosts(self, count: int, labels: set[int]) -> None:
+        rig, y = self.session.rig, self.session.ground_y
+        key = tuple(sorted(labels))
+        tag = "_".join(map(str, key))
+        self.ghosts = self._pool.take(key, count, lambda k: BodyHandle(
+            self.session.scene, f"/pose/ghosts/{tag}/{k}", rig, split=True, labels=labels, color=GHOST_COLOR,
+            opacity=GHOST_OPACITY, position=(0.0, y, 0.0)))
+        self.picked = 0
+        self.pick.value = 1
+        self._style_ghosts()
+
+    def _draw(self, poses: np.ndarray, *, streamed: bool = False) -> None:
+        """Pose the ghosts with ``poses: (H, 63)`` (display thread)."""
+        self.hypotheses = poses
+        if len(self.ghosts) != len(poses):
+            return
+        rig_pose = self.session.rig.pose(poses)
+        for k, ghost in enumerate(self.ghosts):
+            ghost.set_pose(rig_pose.row(k))
+        if streamed:
+            self.streamed_updates += 1
+            if self.streamed_updates == 1:
+                self.session.mark("complete_first_update")
+
+    def _style_ghosts(self) -> None:
+        for k, ghost in enumerate(self.ghosts):
+            picked = k == self.picked
+            ghost.set_color(PICKED_COLOR if picked else GHOST_COLOR)
+            ghost.set_opacity(PICKED_OPACITY if picked else GHOST_OPACITY)
+
+    def _on_pick(self) -> None:
+        self.picked = int(self.pick.value) - 1
+        self.session.pacer.post("ghost-style", self._style_ghosts)
+
+    def adopt_picked(self) -> None:
+        """Make the highlighted hypothesis the current pose (an undo step) and clear the ghosts."""
+        if self.hypotheses is None or not self.done:
+            return
+        pose = self.hypotheses[min(self.picked, len(self.hypotheses) - 1)]
+        self.session.set_pose(pose, label="completion")
+        self.session.pacer.post("ghosts-setup", self.clear_ghosts)
+        self.pick.disabled = self.adopt.disabled = True
+
+    def clear_ghosts(self) -> None:
+        self._pool.hide()
+        self.ghosts = []
+
+    def rebuild(self) -> None:
+        self._pool.clear()
+        self.ghosts = []
+        self.hypotheses = None
+        self.done = False
+        self.session.pacer.post("mask", self.session.apply_mask_colors)

@@ -1,0 +1,112 @@
+"""Edit tab: rotate joints with a gizmo (forward kinematics), undo and redo."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import viser
+
+from prior.parts import BODY_JOINT_NAMES, SMPLX_PARENTS
+
+from ..rig import matrix_to_axis_angle, wxyz_to_matrix
+from .base import Panel
+
+if TYPE_CHECKING:
+    from ..session import ClientSession
+
+CLICK_MODES = ("mask part", "select joint")
+
+
+def local_rotation(pose_body: np.ndarray, world_r: np.ndarray, smplx_joint: int, new_world_wxyz: np.ndarray) -> np.ndarray:
+    """``pose_body: (63,)`` with SMPL-X joint ``smplx_joint`` (1..21) rotated so that its world
+    rotation becomes ``new_world_wxyz``; ``world_r: (22, 3, 3)`` the current world rotations."""
+    parent_r = world_r[SMPLX_PARENTS[smplx_joint]]
+    local = parent_r.T @ wxyz_to_matrix(new_world_wxyz)
+    out = pose_body.copy()
+    out[3 * (smplx_joint - 1) : 3 * smplx_joint] = matrix_to_axis_angle(local)
+    return out
+
+
+class EditPanel(Panel):
+    """A rotation gizmo sits on the selected joint (a child of the main body's root frame)."""
+
+    name = "edit"
+
+    def __init__(self, session: ClientSession, tab: viser.GuiTabHandle) -> None:
+        super().__init__(session)
+        gui = session.gui
+        self.gizmo: viser.TransformControlsHandle | None = None
+        self.dragging = False
+        self._drag_start_pose: np.ndarray | None = None
+        with tab:
+            self.click_mode = gui.add_dropdown("Click on body", CLICK_MODES, initial_value=CLICK_MODES[0],
+                                               hint="What a click on the body does: mask its part, or pick the joint to rotate")
+            self.joint = gui.add_dropdown("Joint", BODY_JOINT_NAMES, initial_value="left_shoulder")
+            self.rotate = gui.add_checkbox("Rotation gizmo", initial_value=False)
+            with gui.add_folder("History"):
+                self.undo = gui.add_button("Undo", icon=viser.Icon.ARROW_BACK_UP, disabled=True)
+                self.redo = gui.add_button("Redo", icon=viser.Icon.ARROW_FORWARD_UP, disabled=True)
+                self.reset = gui.add_button("Rest pose", hint="Set every joint to zero rotation (undoable)")
+        self.rotate.on_update(lambda _: session.pacer.post("gizmo", self._sync_gizmo))
+        self.joint.on_update(lambda _: session.pacer.post("gizmo", self._sync_gizmo))
+        self.undo.on_click(lambda _: session.undo())
+        self.redo.on_click(lambda _: session.redo())
+        self.reset.on_click(lambda _: session.set_pose(np.zeros(63, np.float32), label="rest pose"))
+        session.on_pose_change(self._on_pose_change)
+
+    @property
+    def selected_joint(self) -> int:
+        """The SMPL-X joint (1..21) being edited."""
+        return BODY_JOINT_NAMES.index(self.joint.value) + 1
+
+    def select(self, smplx_joint: int) -> None:
+        """Select a joint to rotate (a click in "select joint" mode) and show its gizmo."""
+        if smplx_joint < 1:
+            return
+        self.joint.value = BODY_JOINT_NAMES[smplx_joint - 1]
+        self.rotate.value = True
+
+    def _on_pose_change(self) -> None:
+        self.undo.disabled = not self.session.history.can_undo
+        self.redo.disabled = not self.session.history.can_redo
+        if not self.dragging:
+            self._sync_gizmo()
+
+    def _sync_gizmo(self) -> None:
+        """Place the gizmo on the selected joint with the joint's world rotation (display thread)."""
+        main = self.session.main
+        if not self.rotate.value or main.pose is None:
+            if self.gizmo is not None:
+                self.gizmo.remove()
+                self.gizmo = None
+            return
+        j = self.selected_joint
+        if self.gizmo is None:
+            self.gizmo = self.session.scene.add_transform_controls(
+                f"{main.name}/gizmo", scale=0.22, disable_axes=True, disable_sliders=True, depth_test=False,
+            )
+            self.gizmo.on_update(self._on_gizmo)
+        self.gizmo.position = main.pose.positions[0, j]
+        self.gizmo.wxyz = main.pose.wxyz[0, j]
+
+    async def _on_gizmo(self, event: viser.TransformControlsEvent) -> None:
+        # async: runs on the event loop in phase order; only numpy here, drawing goes to the pacer.
+        session = self.session
+        main = session.main
+        if main.pose is None:
+            return
+        if event.phase == "start":
+            self.dragging = True
+            self._drag_start_pose = session.pose.copy()
+            return
+        pose = local_rotation(session.pose, main.pose.rotations[0], self.selected_joint, np.asarray(event.target.wxyz))
+        if event.phase == "end":
+            self.dragging = False
+            session.set_pose(pose, label=f"rotate {self.joint.value}")
+        else:
+            session.set_pose(pose)
+
+    def rebuild(self) -> None:
+        self.gizmo = None  # removed with the old main body, its parent
+        self.session.pacer.post("gizmo", self._sync_gizmo)

@@ -1,0 +1,124 @@
+"""Inspect tab: the diffusion at one time t for the current pose: x_t and the prior's x0_hat."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+import viser
+
+from ..body_handle import BodyHandle
+from ..worker import JobContext
+from .base import Panel
+
+if TYPE_CHECKING:
+    from ..session import ClientSession
+
+OFFSET_M = 1.0  # x_t and x0_hat stand to the right of the current pose
+XT_COLOR = (170, 170, 170)
+X0_COLOR = (120, 200, 160)
+
+
+def noised_and_estimate(prior, pose_body: np.ndarray, t: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(x_t, x0_hat)`` as axis-angle ``(63,)`` each: the pose forward-noised to time ``t``
+    (sub-VP: ``x_t = alpha(t) x0 + std(t) z``, in the prior's normalised space) and the prior's
+    one-step clean estimate from it."""
+    gen = torch.Generator(device="cpu").manual_seed(int(seed))
+    with torch.inference_mode():
+        x0 = prior.normalize(pose_body[None])
+        tt = torch.full((1,), float(t), device=prior.device)
+        z = torch.randn(x0.shape, generator=gen).to(prior.device)
+        x_t = prior.sde.alpha(tt)[:, None] * x0 + prior.sde.std(tt)[:, None] * z
+        x0_hat = prior.x0_hat(x_t, tt)
+        return prior.denormalize(x_t)[0].cpu().numpy(), prior.denormalize(x0_hat)[0].cpu().numpy()
+
+
+class InspectPanel(Panel):
+    """State: ``t``; ``x_t`` and ``x0_hat`` ``(63,)`` once computed for the current pose."""
+
+    name = "inspect"
+
+    def __init__(self, session: ClientSession, tab: viser.GuiTabHandle) -> None:
+        super().__init__(session)
+        gui = session.gui
+        self.bodies: dict[str, BodyHandle] = {}
+        self.labels: dict[str, viser.LabelHandle] = {}
+        self.x_t: np.ndarray | None = None
+        self.x0_hat: np.ndarray | None = None
+        with tab:
+            gui.add_markdown("Noise the current pose to time *t* and see the prior's one-step estimate "
+                             "x̂₀ = (x_t + σ² s(x_t, t)) / α beside it.")
+            self.enabled = gui.add_checkbox("Show x_t and x̂₀", initial_value=False)
+            self.t = gui.add_slider("t", min=0.001, max=1.0, step=0.001, initial_value=0.3)
+            self.seed = gui.add_number("Noise seed", initial_value=0, step=1)
+        self.enabled.on_update(lambda _: self._toggle())
+        self.t.on_update(lambda _: self.update())
+        self.seed.on_update(lambda _: self.update())
+        session.on_pose_change(self._on_pose_change)
+
+    def _toggle(self) -> None:
+        if self.enabled.value:
+            self.session.show_stage("pose", frame=False)
+            self.update()
+        else:
+            self.session.pacer.post("inspect", self._remove)
+        self.session.pacer.post("inspect-frame", self.session.frame_camera)
+
+    def _on_pose_change(self) -> None:
+        if self.enabled.value:
+            self.update()
+
+    def update(self) -> None:
+        """Recompute x_t and x0_hat for the current pose on the worker and redraw them."""
+        if not self.enabled.value:
+            return
+        pose, t, seed = self.session.pose.copy(), float(self.t.value), int(self.seed.value)
+
+        def run(ctx: JobContext) -> tuple[np.ndarray, np.ndarray]:
+            return noised_and_estimate(ctx.resources.prior, pose, t, seed)
+
+        def on_done(result: tuple[np.ndarray, np.ndarray]) -> None:
+            self.session.pacer.post("inspect", lambda: self._draw(*result, t))
+
+        self.session.submit("inspect", run, on_done=on_done)
+
+    def _draw(self, x_t: np.ndarray, x0_hat: np.ndarray, t: float) -> None:
+        if not self.enabled.value:
+            return
+        session = self.session
+        if self.bodies and not self.bodies["x_t"].visible:
+            for handle in [*self.bodies.values(), *self.labels.values()]:
+                handle.visible = True
+            session.frame_camera()
+        if not self.bodies:
+            y = session.ground_y
+            for k, (key, color) in enumerate((("x_t", XT_COLOR), ("x0_hat", X0_COLOR))):
+                x = OFFSET_M * (k + 1)
+                self.bodies[key] = BodyHandle(session.scene, f"/pose/inspect/{key}", session.rig, color=color,
+                                              position=(x, y, 0.0))
+                self.labels[key] = session.scene.add_label(
+                    f"/pose/inspect/label_{key}", "", position=(x, session.rig.height_m + 0.12, 0.0), anchor="bottom-center"
+                )
+            session.frame_camera()
+        self.x_t, self.x0_hat = x_t, x0_hat
+        poses = session.rig.pose(np.stack([x_t, x0_hat]))
+        self.bodies["x_t"].set_pose(poses.row(0))
+        self.bodies["x0_hat"].set_pose(poses.row(1))
+        self.labels["x_t"].text = f"x_t  (t = {t:.3f})"
+        self.labels["x0_hat"].text = "x̂₀ (one-step estimate)"
+
+    def _remove(self) -> None:
+        # Hidden, not removed: see BodyHandle.remove.
+        for handle in [*self.bodies.values(), *self.labels.values()]:
+            handle.visible = False
+
+    def rebuild(self) -> None:
+        for handle in [*self.bodies.values(), *self.labels.values()]:
+            handle.remove()
+        self.bodies, self.labels = {}, {}
+        if self.enabled.value:
+            self.update()
+
+    def x_range(self) -> tuple[float, float]:
+        return (0.0, 2 * OFFSET_M) if self.enabled.value else (0.0, 0.0)

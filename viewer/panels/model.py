@@ -1,0 +1,64 @@
+"""Model tab: switch the checkpoint and the body model without restarting; display options."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import viser
+
+from prior.errors import InputError
+
+from ..uploads import MAX_BODY_MODEL_BYTES, MAX_CHECKPOINT_BYTES, save_upload, upload_error
+from .base import Panel
+
+if TYPE_CHECKING:
+    from ..session import ClientSession
+
+
+class ModelPanel(Panel):
+    """The prior and body are shared by every tab: switching here switches them for all."""
+
+    name = "model"
+
+    def __init__(self, session: ClientSession, tab: viser.GuiTabHandle) -> None:
+        super().__init__(session)
+        gui = session.gui
+        with tab:
+            with gui.add_folder("Prior checkpoint"):
+                self.ckpt_path = gui.add_text("Path", initial_value="",
+                                              hint="DPoser .pth, DPoser-X .ckpt or dposer-view .safetensors; empty = shipped default")
+                self.ckpt_load = gui.add_button("Load checkpoint", icon=viser.Icon.FOLDER_OPEN)
+                self.ckpt_upload = gui.add_upload_button("Upload checkpoint", icon=viser.Icon.UPLOAD)
+            with gui.add_folder("Body model"):
+                self.body_path = gui.add_text("Path", initial_value="",
+                                              hint="SMPL-X / SMPL-H / SMPL .npz or a folder; empty = the mannequin")
+                self.body_load = gui.add_button("Load body model", icon=viser.Icon.FOLDER_OPEN)
+                self.body_upload = gui.add_upload_button("Upload body model", icon=viser.Icon.UPLOAD, mime_type=".npz")
+            with gui.add_folder("Display"):
+                self.skeleton = gui.add_checkbox("Skeleton", initial_value=False)
+                self.joints = gui.add_checkbox("Joints", initial_value=False)
+                self.frame = gui.add_button("Frame camera")
+        app = session.app
+        self.ckpt_load.on_click(lambda _: app.switch_prior(self.ckpt_path.value.strip() or None, requester=session))
+        self.body_load.on_click(lambda _: app.switch_body(self.body_path.value.strip() or None, requester=session))
+        self.ckpt_upload.on_upload(lambda _: self._upload(self.ckpt_upload, MAX_CHECKPOINT_BYTES, app.switch_prior))
+        self.body_upload.on_upload(lambda _: self._upload(self.body_upload, MAX_BODY_MODEL_BYTES, app.switch_body))
+        self.skeleton.on_update(lambda _: self._display())
+        self.joints.on_update(lambda _: self._display())
+        self.frame.on_click(lambda _: session.frame_camera())
+
+    def _upload(self, button: viser.GuiUploadButtonHandle, max_bytes: int, switch) -> None:
+        upload = button.value
+        try:
+            path = save_upload(upload, max_bytes=max_bytes)
+        except InputError as exc:
+            self.session.notify("Cannot load upload", upload_error(exc, upload), error=True)
+            return
+        # The load job reads the temporary file on the worker and deletes it when done.
+        switch(path, requester=self.session, display_name=Path(upload.name).name, delete_after=True)
+
+    def _display(self) -> None:
+        session = self.session
+        session.show_skeleton, session.show_joints = bool(self.skeleton.value), bool(self.joints.value)
+        session.pacer.post("main", session.apply_pose)

@@ -1,0 +1,188 @@
+"""What the viewer needs from a body model: 22 bones, the rest mesh split per joint, and pose -> bones.
+
+viser skins with up to four bones per vertex and sends bone poses, not vertices, per frame. The
+body's finger joints never move relative to the wrist here (DPoser poses the 21 body joints), so
+the hands are baked into the rest mesh (relaxed, ``BodyModel.hand_mean``) and their skin weights
+are folded into the wrists: the mesh is driven by SMPL-X joints 0..21 only, exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from prior.body import BodyModel, axis_angle_to_matrix, depth_order, fold_to_body_joint, forward_kinematics
+from prior.parts import SMPLX_JOINT_NAMES, SMPLX_PARENTS
+
+NUM_BONES = 22  # SMPL-X joints 0..21: pelvis + the 21 joints of ``pose_body``
+
+
+@dataclass(frozen=True)
+class SkinPiece:
+    """One skinned submesh: the faces whose vertices carry one joint label (or the whole body).
+
+    ``vertices: (v, 3)`` rest positions (metres, body frame); ``faces: (f, 3)``; ``bones: (b,)``
+    the SMPL-X joints (0..21) that move it; ``skin_weights: (v, b)`` (top-4, rows sum to 1).
+    """
+
+    label: int | None
+    vertices: np.ndarray
+    faces: np.ndarray
+    bones: np.ndarray
+    skin_weights: np.ndarray
+
+
+@dataclass(frozen=True)
+class RigPose:
+    """Bone poses of ``N`` bodies: ``wxyz: (N, 22, 4)`` world rotations as quaternions (and
+    ``rotations: (N, 22, 3, 3)`` as matrices), ``positions: (N, 22, 3)`` joint positions
+    (metres, body frame)."""
+
+    wxyz: np.ndarray
+    positions: np.ndarray
+    rotations: np.ndarray
+
+    def __len__(self) -> int:
+        return self.wxyz.shape[0]
+
+    def row(self, i: int) -> RigPose:
+        return RigPose(self.wxyz[i : i + 1], self.positions[i : i + 1], self.rotations[i : i + 1])
+
+
+def matrix_to_wxyz(rot: np.ndarray) -> np.ndarray:
+    """Unit quaternions ``(..., 4)`` (w, x, y, z) from rotation matrices ``(..., 3, 3)``.
+
+    Shepperd's method: the largest of the four candidate denominators is used, so no branch
+    divides by a value near zero.
+    """
+    m = rot.reshape(-1, 3, 3)
+    tr = m[:, 0, 0] + m[:, 1, 1] + m[:, 2, 2]
+    cand = np.stack([tr, m[:, 0, 0], m[:, 1, 1], m[:, 2, 2]], 1)
+    which = cand.argmax(1)
+    q = np.empty((m.shape[0], 4))
+    s = np.sqrt(np.maximum(1.0 + 2.0 * cand.max(1) - tr, 1e-12)) * 2  # 4 * |largest component|
+    w = which == 0
+    q[w] = np.stack([0.25 * s[w], (m[w, 2, 1] - m[w, 1, 2]) / s[w], (m[w, 0, 2] - m[w, 2, 0]) / s[w], (m[w, 1, 0] - m[w, 0, 1]) / s[w]], 1)
+    x = which == 1
+    q[x] = np.stack([(m[x, 2, 1] - m[x, 1, 2]) / s[x], 0.25 * s[x], (m[x, 0, 1] + m[x, 1, 0]) / s[x], (m[x, 0, 2] + m[x, 2, 0]) / s[x]], 1)
+    y = which == 2
+    q[y] = np.stack([(m[y, 0, 2] - m[y, 2, 0]) / s[y], (m[y, 0, 1] + m[y, 1, 0]) / s[y], 0.25 * s[y], (m[y, 1, 2] + m[y, 2, 1]) / s[y]], 1)
+    z = which == 3
+    q[z] = np.stack([(m[z, 1, 0] - m[z, 0, 1]) / s[z], (m[z, 0, 2] + m[z, 2, 0]) / s[z], (m[z, 1, 2] + m[z, 2, 1]) / s[z], 0.25 * s[z]], 1)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    return q.reshape(*rot.shape[:-2], 4)
+
+
+def wxyz_to_matrix(q: np.ndarray) -> np.ndarray:
+    """Rotation matrices ``(..., 3, 3)`` from quaternions ``(..., 4)`` (w, x, y, z; normalised here)."""
+    q = np.asarray(q, np.float64)
+    w, x, y, z = np.moveaxis(q / np.linalg.norm(q, axis=-1, keepdims=True), -1, 0)
+    return np.stack(
+        [
+            1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
+            2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
+            2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
+        ],
+        -1,
+    ).reshape(*q.shape[:-1], 3, 3)
+
+
+def matrix_to_axis_angle(rot: np.ndarray) -> np.ndarray:
+    """Axis-angle vectors ``(..., 3)`` (radians, angle in [0, pi]) from rotation matrices ``(..., 3, 3)``."""
+    q = matrix_to_wxyz(rot)
+    q = np.where(q[..., :1] < 0, -q, q)
+    v = q[..., 1:]
+    s = np.linalg.norm(v, axis=-1, keepdims=True)
+    angle = 2 * np.arctan2(s, q[..., :1])
+    scale = np.where(s > 1e-8, angle / np.maximum(s, 1e-12), 2.0)  # small angles: v ~ axis * angle / 2
+    return v * scale
+
+
+class BodyRig:
+    """A :class:`prior.body.BodyModel` prepared for viser skinned meshes.
+
+    Attributes:
+        body: the body model (FK runs through it).
+        rest_joints: ``(22, 3)`` rest joint positions, the bones' bind pose (identity rotations).
+        pieces: one :class:`SkinPiece` per joint label that owns vertices (for per-joint colours
+            and click-to-mask).
+        whole: the whole mesh as one piece with all 22 bones (for ghosts and samples).
+        floor_y: lowest rest-mesh point (metres); bodies stand on a grid at this height.
+        height_m: rest-mesh height.
+    """
+
+    def __init__(self, body: BodyModel) -> None:
+        self.body = body
+        with torch.no_grad():
+            hands = body.hand_mean[None] if body.has_hands else None
+            verts = body.forward(torch.zeros(1, 63), hand_pose=hands).vertices[0].cpu().numpy()
+            rest = body.rest_joints().cpu().numpy()
+            indices, weights = body.skin_topk(4)
+        parents = body.parents.tolist()
+        fold = np.array([fold_to_body_joint(j, parents) for j in range(body.num_joints)])
+        dense = np.zeros((verts.shape[0], NUM_BONES), np.float32)
+        np.add.at(dense, (np.arange(verts.shape[0])[:, None], fold[indices.cpu().numpy()]), weights.cpu().numpy())
+        dense /= dense.sum(1, keepdims=True)
+        faces = body.faces.cpu().numpy()
+        labels = body.vertex_labels.cpu().numpy()
+        self.rest_joints = rest[:NUM_BONES].astype(np.float32)
+        self._rest_t = torch.as_tensor(self.rest_joints)[None]
+        self._parents_t = torch.as_tensor(SMPLX_PARENTS)
+        order, self._bounds = depth_order(SMPLX_PARENTS)
+        self._order = torch.as_tensor(order)
+        self.floor_y = float(verts[:, 1].min())
+        self.height_m = float(verts[:, 1].max() - verts[:, 1].min())
+        self.whole = SkinPiece(None, verts.astype(np.float32), faces.astype(np.uint32), np.arange(NUM_BONES), dense)
+        # A face goes to the label most of its corners carry (ties: the first corner's); its
+        # vertices are copied into that piece, so pieces meet without cracks (same skinning).
+        face_labels = labels[faces]
+        major = np.where(face_labels[:, 1] == face_labels[:, 2], face_labels[:, 1], face_labels[:, 0])
+        self.pieces: list[SkinPiece] = []
+        for label in range(NUM_BONES):
+            sel = faces[major == label]
+            if len(sel) == 0:
+                continue
+            used = np.unique(sel)
+            local = np.full(verts.shape[0], -1, np.int64)
+            local[used] = np.arange(len(used))
+            w = dense[used]
+            bones = np.flatnonzero(w.max(0) > 0)
+            self.pieces.append(
+                SkinPiece(label, verts[used].astype(np.float32), local[sel].astype(np.uint32), bones, w[:, bones])
+            )
+
+    @property
+    def joint_names(self) -> tuple[str, ...]:
+        return SMPLX_JOINT_NAMES
+
+    @property
+    def parents(self) -> tuple[int, ...]:
+        return SMPLX_PARENTS
+
+    def pose(
+        self,
+        pose_body: np.ndarray | torch.Tensor,
+        *,
+        root_orient: np.ndarray | torch.Tensor | None = None,
+        transl: np.ndarray | torch.Tensor | None = None,
+    ) -> RigPose:
+        """Bone poses for ``pose_body: (N, 63)`` (axis-angle), optional ``root_orient: (N, 3)``
+        and ``transl: (N, 3)`` (metres). Joints only: no vertices are computed."""
+        pose = torch.as_tensor(np.asarray(pose_body, np.float32)).reshape(-1, 63)
+        n = pose.shape[0]
+        root = torch.zeros(n, 3) if root_orient is None else torch.as_tensor(np.asarray(root_orient, np.float32)).reshape(n, 3)
+        with torch.inference_mode():
+            # The body's own FK, over the 22 joints that move (fingers are baked into the wrists).
+            rot = axis_angle_to_matrix(torch.cat([root, pose], 1).reshape(n, NUM_BONES, 3))
+            world_r, world_p = forward_kinematics(rot, self._rest_t, self._parents_t, self._order, self._bounds)
+        positions = world_p.numpy().astype(np.float64)
+        if transl is not None:
+            positions = positions + np.asarray(transl, np.float64).reshape(n, 1, 3)
+        rotations = world_r.numpy().astype(np.float64)
+        return RigPose(matrix_to_wxyz(rotations), positions, rotations)
+
+    def joints(self, pose: RigPose) -> np.ndarray:
+        """``(N, 22, 3)`` joint positions of a posed rig (the bone positions)."""
+        return pose.positions

@@ -1,0 +1,173 @@
+"""``PriorWorker``: the one thread that owns the prior and runs every model job.
+
+GUI callbacks never touch the model: they :meth:`PriorWorker.submit` a job and return at once.
+A job of the same ``(owner, kind)`` as a queued or running one cancels it (its cancel flag is set;
+prior tasks then raise :class:`prior.errors.Cancelled` at their next step). Progress, results and
+errors come back through the job's callbacks, called on the worker thread; receivers hand them to
+their display pacer rather than drawing here.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from prior.errors import Cancelled, InputError
+from prior.progress import Progress
+
+
+@dataclass
+class JobContext:
+    """What a running job sees: the model resources, its cancel flag and a progress reporter."""
+
+    resources: Any
+    cancel: threading.Event
+    report: Callable[[Progress], None]
+
+
+@dataclass
+class Job:
+    """A unit of model work. ``run(ctx)`` returns the result passed to ``on_done``."""
+
+    kind: str
+    owner: Any
+    run: Callable[[JobContext], Any]
+    on_progress: Callable[[Progress], None] | None = None
+    on_done: Callable[[Any], None] | None = None
+    on_error: Callable[[str], None] | None = None
+    on_cancel: Callable[[], None] | None = None
+    cancel: threading.Event = field(default_factory=threading.Event)
+    submitted_at: float = field(default_factory=time.perf_counter)
+    progress: Progress | None = None
+
+    def describe(self) -> str:
+        if self.progress is None:
+            return self.kind
+        return f"{self.kind} {self.progress.step}/{self.progress.total}"
+
+
+class PriorWorker:
+    """Runs jobs one at a time on a daemon thread; ``resources`` is handed to every job."""
+
+    def __init__(self, resources: Any, *, on_change: Callable[[], None] | None = None) -> None:
+        self.resources = resources
+        self._queue: queue.Queue[Job | None] = queue.Queue()
+        self._lock = threading.Lock()
+        self._pending: list[Job] = []
+        self._running: Job | None = None
+        self._on_change = on_change
+        self._thread = threading.Thread(target=self._loop, name="prior-worker", daemon=True)
+        self._thread.start()
+
+    # -- submitting ----------------------------------------------------------------------------
+    def submit(self, job: Job) -> Job:
+        """Queue ``job``, cancelling any queued or running job with the same owner and kind."""
+        self.cancel(job.owner, job.kind)
+        with self._lock:
+            self._pending.append(job)
+        self._queue.put(job)
+        self._changed()
+        return job
+
+    def cancel(self, owner: Any, kind: str | None = None) -> None:
+        """Cancel the owner's jobs (of one kind, or all)."""
+        with self._lock:
+            for job in [*self._pending, *( [self._running] if self._running else [])]:
+                if job.owner is owner and (kind is None or job.kind == kind):
+                    job.cancel.set()
+
+    @property
+    def running(self) -> Job | None:
+        return self._running
+
+    def busy(self, owner: Any = None, kind: str | None = None) -> bool:
+        """Whether a matching job is queued or running."""
+        with self._lock:
+            jobs = [*self._pending, *([self._running] if self._running else [])]
+        return any(
+            not j.cancel.is_set() and (owner is None or j.owner is owner) and (kind is None or j.kind == kind)
+            for j in jobs
+        )
+
+    def wait_idle(self, timeout: float = 30.0) -> bool:
+        """Block until nothing is queued or running (tests and benchmarks)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self._pending and self._running is None:
+                    return True
+            time.sleep(0.01)
+        return False
+
+    def stop(self) -> None:
+        with self._lock:
+            for job in self._pending:
+                job.cancel.set()
+            if self._running is not None:
+                self._running.cancel.set()
+        self._queue.put(None)
+        self._thread.join(timeout=5)
+
+    # -- the thread ----------------------------------------------------------------------------
+    def _changed(self) -> None:
+        if self._on_change is not None:
+            try:
+                self._on_change()
+            except Exception:  # a status display must never take the worker down
+                traceback.print_exc()
+
+    def _loop(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            with self._lock:
+                if job in self._pending:
+                    self._pending.remove(job)
+                if job.cancel.is_set():
+                    continue
+                self._running = job
+            self._changed()
+            self._run(job)
+            with self._lock:
+                self._running = None
+            self._changed()
+
+    def _run(self, job: Job) -> None:
+        def report(progress: Progress) -> None:
+            job.progress = progress
+            if job.on_progress is not None and not job.cancel.is_set():
+                job.on_progress(progress)
+
+        ctx = JobContext(self.resources, job.cancel, report)
+        try:
+            result = job.run(ctx)
+            if job.cancel.is_set():
+                raise Cancelled("cancelled")
+        except Cancelled:
+            if job.on_cancel is not None:
+                _safe(job.on_cancel)
+            return
+        except InputError as exc:
+            if job.on_error is not None:
+                _safe(job.on_error, str(exc))
+            return
+        except Exception as exc:  # a failing job is reported; the worker keeps serving
+            traceback.print_exc()
+            if job.on_error is not None:
+                _safe(job.on_error, f"{job.kind} failed: {type(exc).__name__}: {exc}")
+            return
+        if job.on_done is not None:
+            _safe(job.on_done, result)
+
+
+def _safe(fn: Callable[..., Any], *args: Any) -> None:
+    try:
+        fn(*args)
+    except Exception:
+        traceback.print_exc()
