@@ -254,7 +254,66 @@ class Eval(Common):
         print(f"wrote {self.out}", file=sys.stderr)
 
 
-SUBCOMMANDS: dict[str, type[Common]] = {"generate": Generate, "complete": Complete, "train": Train, "eval": Eval}
+@dataclass(kw_only=True)
+class Denoise(Common):
+    """Denoise a motion clip (DPoser's experiment): noise its joints, fit body poses with the prior."""
+
+    clip: Path
+    """Input clip .npz (AMASS SMPL-X / SMPL+H, or pose_body with root_orient): the ground truth."""
+    out: Path
+    """Output AMASS-style .npz of the denoised clip (pose_body, root_orient, trans when known,
+    mocap_frame_rate, ...) plus noisy_joints (T, 22, 3)."""
+    noise_std: float = 0.04
+    """Gaussian noise added to every joint coordinate, metres."""
+    observed: str | None = None
+    """Observed joints (default all 22): SMPL-X indices 0..21, names (left_wrist) or parts (legs), comma-separated."""
+    window: int = 300
+    """Frames per window; longer clips are solved in overlapping, cross-faded windows."""
+    overlap: int = 30
+    """Frames shared by neighbouring windows."""
+    fit_root: bool = False
+    """Also fit the root orientation and translation instead of taking them from the clip."""
+    seed: int | None = None
+    """Random seed: the same seed gives the same noise and the same result."""
+    metrics: Path | None = None
+    """Also write MPJPE (mm) of the noisy input and of the result to this JSON file."""
+
+    def run(self) -> None:
+        import json
+
+        from .data import clip_arrays, load_clip
+        from .motion import DenoiseOptions, denoise_clip, denoised_clip, parse_observed
+        from .npzio import save_npz, write_text_atomic
+
+        if not self.noise_std >= 0:
+            raise InputError(f"--noise-std must be >= 0 metres (got {self.noise_std})")
+        try:
+            options = DenoiseOptions(window=self.window, overlap=self.overlap, fit_root=self.fit_root)
+            observed = None if self.observed is None else parse_observed(self.observed)
+        except ValueError as e:
+            raise InputError(str(e)) from None
+        clip = load_clip(self.clip)
+        prior, body = self.load_prior(), self.load_body()
+        bar = _Bar("denoise")
+        try:
+            res = denoise_clip(prior, body, clip, noise_std_m=self.noise_std, observed=observed, options=options,
+                               seed=self.seed, callback=bar)
+        finally:
+            bar.close()
+        assert res.noisy_joints is not None
+        save_npz(self.out, clip_arrays(denoised_clip(clip, res)) | {"noisy_joints": res.noisy_joints.numpy()})
+        if self.metrics is not None:
+            report = {
+                "clip": str(self.clip), "frames": clip.num_frames, "fps": clip.fps, "noise_std_m": self.noise_std,
+                "seed": self.seed, "observed": list(observed or range(22)), "fit_root": self.fit_root,
+                "mpjpe_in_mm": res.mpjpe_in_mm, "mpjpe_out_mm": res.mpjpe_out_mm,
+            }
+            write_text_atomic(self.metrics, json.dumps(report, indent=2))
+        print(f"wrote {self.out}: {clip.num_frames} frames, MPJPE {res.mpjpe_in_mm:.1f} -> {res.mpjpe_out_mm:.1f} mm",
+              file=sys.stderr)
+
+
+SUBCOMMANDS: dict[str, type[Common]] = {"generate": Generate, "complete": Complete, "train": Train, "eval": Eval, "denoise": Denoise}
 
 
 def main(argv: list[str] | None = None) -> None:

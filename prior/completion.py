@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from .parts import POSE_DIM, joint_mask, part_joints
-from .pose_prior import PosePrior, as_tensor
+from .pose_prior import PosePrior, TimeSchedule, as_tensor
 from .progress import CancelFlag, Progress, ProgressFn, check_cancel, cpu_copy, make_generator, should_report
 
 Solver = Literal["dposer", "scoresde"]
@@ -62,6 +62,7 @@ def complete(
     schedule: DPoserSchedule = DPoserSchedule(),
     steps: int = 1000,
     seed: int | None = None,
+    init: Literal["noise", "pose"] = "noise",
     callback: ProgressFn | None = None,
     callback_every: int = 5,
     cancel: CancelFlag | None = None,
@@ -73,6 +74,8 @@ def complete(
     detached one-step estimate, so each step costs one network forward pass and no backward pass.
     ``solver="scoresde"``: the PC sampler over ``steps`` steps, replacing observed dims by a
     forward-noised copy of the observation after each step.
+    ``init`` (dposer solver): masked dims start from N(0, 1) noise in model space (DPoser), or from
+    ``pose_body`` itself to refine a pose rather than re-imagine the masked part.
     """
     device = prior.device
     pose_body = as_tensor(pose_body, device)
@@ -98,7 +101,8 @@ def complete(
 
     with torch.inference_mode():
         if solver == "dposer":
-            x = _dposer_solve(prior, obs, masked_rows, schedule, gen, report, cancel)
+            start = None if init == "noise" else obs
+            x = _dposer_solve(prior, obs, masked_rows, schedule, gen, report, cancel, start)
         elif solver == "scoresde":
             x = _scoresde_solve(prior, obs, masked_rows, steps, gen, report, cancel)
         else:
@@ -107,32 +111,63 @@ def complete(
     return CompletionResult(pose_body=out.cpu(), mask=torch.as_tensor(mask, dtype=torch.bool).cpu())
 
 
-def _dposer_solve(prior, obs, masked, schedule: DPoserSchedule, gen, report, cancel) -> torch.Tensor:
+def prior_weights(sched: TimeSchedule) -> torch.Tensor:
+    """DPoser's prior-term weight ``w = 0.5 sqrt(1 + alpha / std)`` at each schedule time, ``(S,)``."""
+    return 0.5 * torch.sqrt(1.0 + sched.alpha / sched.std)
+
+
+def prior_residual(sched: TimeSchedule, i: int, x: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """DPoser's prior residual ``x - x0_hat(alpha_i x + std_i z)`` at the schedule's ``i``-th time.
+
+    ``x: (B, 63)`` in model space; ``noise: (B, 63)`` one draw of ``z``, or ``(M, B, 63)`` draws whose
+    clean estimates are averaged (one network pass for all of them). ``x0_hat`` is treated as a
+    constant, so ``L_prior = mean(w (x - x0_hat)^2)`` has the gradient ``2 w r / D`` with ``r`` the
+    returned ``(B, 63)`` residual: the prior costs one forward pass and no backward pass.
+    """
+    x_t = sched.alpha[i] * x + sched.std[i] * noise
+    x0 = sched.x0_hat(x_t.reshape(-1, x.shape[-1]), i).reshape(x_t.shape)
+    return x - (x0 if noise.ndim == x.ndim else x0.mean(0))
+
+
+class Adam:
+    """Adam (betas 0.9, 0.999, eps 1e-8, as ``torch.optim.Adam``) for a tensor whose gradient is
+    computed by hand: DPoser's prior gradient is analytic, so autograd would only add overhead."""
+
+    def __init__(self, lr: float, *, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
+        self.lr, self.betas, self.eps = lr, betas, eps
+        self.m: torch.Tensor | None = None
+        self.v: torch.Tensor | None = None
+        self.steps = 0
+
+    def step(self, x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+        """One update; returns the new ``x`` (a new tensor, same shape as ``grad``)."""
+        b1, b2 = self.betas
+        if self.m is None or self.v is None:
+            self.m, self.v = torch.zeros_like(grad), torch.zeros_like(grad)
+        self.m.mul_(b1).add_(grad, alpha=1 - b1)
+        self.v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
+        self.steps += 1
+        denom = (self.v / (1 - b2**self.steps)).sqrt_().add_(self.eps)
+        return x - (self.lr / (1 - b1**self.steps)) * self.m / denom
+
+
+def _dposer_solve(prior, obs, masked, schedule: DPoserSchedule, gen, report, cancel, start=None) -> torch.Tensor:
     device = obs.device
     observed = (~masked).float()
-    x = torch.where(masked, torch.randn(obs.shape, generator=gen, device=device), obs)
+    init = torch.randn(obs.shape, generator=gen, device=device) if start is None else start
+    x = torch.where(masked, init, obs)
     times = torch.as_tensor(schedule.times(), dtype=torch.float32, device=device)
     sched = prior.schedule(times)
-    weight = 0.5 * torch.sqrt(1.0 + sched.alpha / sched.std)  # w = 0.5 sqrt(1 + SNR), per step
-    # Adam (betas 0.9, 0.999) on x, written out: the loss gradient is analytic because x0_hat is
-    # detached, so autograd would only add overhead.
-    m, v = torch.zeros_like(x), torch.zeros_like(x)
-    b1, b2, adam_eps = 0.9, 0.999, 1e-8
+    weight = prior_weights(sched)
+    adam = Adam(schedule.lr)
     inv_dim = 1.0 / obs.shape[1]  # per-sample mean over the 63 dims keeps hypotheses independent
     for k in range(schedule.total):
         check_cancel(cancel)
         it = k // schedule.steps_per_iter
-        z = torch.randn(x.shape, generator=gen, device=device)
-        x0 = sched.x0_hat(sched.alpha[k] * x + sched.std[k] * z, k)
-        grad = (2.0 * inv_dim) * (
-            (100.0 / (1 + it)) * observed * (x - obs) + (0.1 * (it + 1)) * weight[k] * (x - x0)
-        )
-        m.mul_(b1).add_(grad, alpha=1 - b1)
-        v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
-        step = k + 1
-        denom = (v / (1 - b2**step)).sqrt_().add_(adam_eps)
-        x = x - (schedule.lr / (1 - b1**step)) * m / denom
-        report(step, schedule.total, float(times[k]), x)
+        residual = prior_residual(sched, k, x, torch.randn(x.shape, generator=gen, device=device))
+        grad = (2.0 * inv_dim) * ((100.0 / (1 + it)) * observed * (x - obs) + (0.1 * (it + 1)) * weight[k] * residual)
+        x = adam.step(x, grad)
+        report(k + 1, schedule.total, float(times[k]), x)
     return x
 
 

@@ -1,0 +1,406 @@
+"""Motion denoising: noisy 3D joints of a clip -> per-frame body poses, with DPoser's prior.
+
+DPoser's method (see ``docs/dposer-facts.md``, "Motion denoising"): Adam on every frame's
+``pose_body`` at once, minimising
+
+    data     100 / (1 + it^2) * mean ||J(pose) - J_noisy||      (observed joints, not squared)
+    temporal  10 (1 + it)     * mean ||J_t - J_(t+1)||          (22 joints, consecutive frames)
+    prior    0.1 (1 + it)     * mean_t sum_d w (x - x0_hat)^2   (model space, x0_hat detached)
+
+over 3 outer iterations of 60 steps while the prior's diffusion time falls from 0.25 to 0.003.
+The prior term sums over the 63 dims of a frame (DPoser's motion code: ``sum(...) / batch_size``)
+with completion's weight ``w = 0.5 sqrt(1 + alpha / std)``.
+All frames share one batch, so each step costs one network forward pass (no backward through the
+network) plus forward kinematics with its backward. Clips longer than ``window`` frames are cut
+into overlapping windows that are solved together (up to ``max_batch_frames`` frames per batch)
+and cross-faded, so there are no seams and memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .body import BodyModel, axis_angle_to_matrix, depth_order, forward_kinematics
+from .completion import Adam, DPoserSchedule, prior_residual, prior_weights
+from .data import Clip
+from .metrics import mpjpe_mm
+from .parts import PARTS, POSE_DIM, SMPLX_JOINT_NAMES
+from .pose_prior import PosePrior, as_tensor
+from .progress import CancelFlag, Progress, ProgressFn, check_cancel, cpu_copy, make_generator, should_report
+
+NUM_JOINTS = 22  # SMPL-X joints 0..21: pelvis + the 21 body-pose joints
+MOTION_SCHEDULE = DPoserSchedule(lr=0.03, iterations=3, steps_per_iter=60, t_max=0.25, t_min=0.003)
+_NORM_EPS = 1e-10  # inside the square root of distances: a zero distance has a zero gradient
+
+
+@dataclass(frozen=True)
+class DenoiseOptions:
+    """Settings of :func:`denoise_motion`; the defaults are DPoser's."""
+
+    schedule: DPoserSchedule = MOTION_SCHEDULE
+    """Adam learning rate (radians per step), outer iterations, steps each, and the prior's times."""
+    data_weight: float = 100.0
+    """Weight of the data term, divided by ``1 + it^2`` (``it`` = outer iteration)."""
+    temporal_weight: float = 10.0
+    """Weight of the temporal term, times ``1 + it``."""
+    prior_weight: float = 0.1
+    """Weight of the prior term, times ``1 + it``."""
+    window: int = 300
+    """Frames per window; a clip of at most this many frames is solved in one piece."""
+    overlap: int = 30
+    """Frames shared by neighbouring windows (cross-faded linearly)."""
+    max_batch_frames: int = 4096
+    """Windows are solved together up to this many frames per batch (bounds memory)."""
+    fit_root: bool = False
+    """Also optimise the root orientation and translation (starting from the given ones, or zero
+    rotation and the observed pelvis); otherwise they are held as given."""
+
+    def __post_init__(self) -> None:
+        if self.window < 2:
+            raise ValueError(f"window must be >= 2 frames, got {self.window}")
+        if not 0 <= self.overlap < self.window:
+            raise ValueError(f"overlap must be in 0..window-1, got {self.overlap} (window {self.window})")
+
+
+@dataclass
+class DenoiseResult:
+    """Output of :func:`denoise_motion` (CPU tensors, metres and radians)."""
+
+    pose_body: torch.Tensor
+    """``(T, 63)`` denoised body poses."""
+    joints: torch.Tensor
+    """``(T, 22, 3)`` joints of the denoised poses (SMPL-X joints 0..21)."""
+    root_orient: torch.Tensor
+    """``(T, 3)`` the root orientation used (fitted when ``fit_root``)."""
+    trans: torch.Tensor | None
+    """``(T, 3)`` the translation used, or None when there was none."""
+    noisy_joints: torch.Tensor | None = None
+    """``(T, 22, 3)`` the observations the poses were fitted to."""
+    mpjpe_in_mm: float | None = None
+    """MPJPE of the noisy input against ``gt_joints`` over the observed joints, when given."""
+    mpjpe_out_mm: float | None = None
+    """MPJPE of the result against ``gt_joints`` over all 22 joints, when given."""
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def skeleton_joints(
+    body: BodyModel,
+    pose_body: torch.Tensor,
+    *,
+    global_orient: torch.Tensor | None = None,
+    transl: torch.Tensor | None = None,
+    betas: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Joints ``(*, 22, 3)`` (SMPL-X 0..21, metres) of ``pose_body (*, 63)``: the body model's own FK
+    run on its first 22 joints only.
+
+    Equal to ``body.joints(...)[..., :22, :]`` (the finger, jaw and eye joints never move these), at
+    a fraction of the cost of the backward pass: solvers that differentiate joints every step use it.
+    """
+    lead = pose_body.shape[:-1]
+    batch = int(np.prod(lead, dtype=np.int64))
+    zeros = pose_body.new_zeros(batch, 3)
+    root = zeros if global_orient is None else global_orient.expand(*lead, 3).reshape(batch, 3)
+    rotations = axis_angle_to_matrix(torch.cat([root, pose_body.reshape(batch, POSE_DIM)], -1).reshape(batch, NUM_JOINTS, 3))
+    if betas is not None and betas.ndim > 1:
+        betas = betas.expand(*lead, betas.shape[-1])
+    rest = body.rest_joints(betas).reshape(-1, body.num_joints, 3)[:, :NUM_JOINTS]
+    parents = body.parents[:NUM_JOINTS]
+    order, bounds = depth_order(parents.tolist())
+    _, joints = forward_kinematics(rotations, rest, parents, torch.as_tensor(order, device=parents.device), bounds)
+    if transl is not None:
+        joints = joints + transl.expand(*lead, 3).reshape(batch, 1, 3)
+    return joints.reshape(*lead, NUM_JOINTS, 3)
+
+
+def add_joint_noise(joints: torch.Tensor, std_m: float, *, seed: int | None = None) -> torch.Tensor:
+    """``joints (..., 3)`` plus i.i.d. Gaussian noise of ``std_m`` metres per coordinate (DPoser's
+    corruption: 0.04 m in the paper)."""
+    joints = torch.as_tensor(joints, dtype=torch.float32)
+    gen = make_generator(seed, joints.device)
+    return joints + std_m * torch.randn(joints.shape, generator=gen, device=joints.device)
+
+
+def clip_joints(body: BodyModel, clip: Clip) -> torch.Tensor:
+    """Ground-truth joints ``(T, 22, 3)`` of a clip: the body model with its pose, root, translation and shape."""
+    device = body.joint_template.device
+
+    def tensor(x: np.ndarray | None) -> torch.Tensor | None:
+        return None if x is None else torch.from_numpy(x).to(device)
+
+    with torch.no_grad():
+        return skeleton_joints(body, tensor(clip.pose_body), global_orient=tensor(clip.root_orient),
+                               transl=tensor(clip.trans), betas=tensor(clip.betas))
+
+
+def window_starts(frames: int, window: int, overlap: int) -> list[int]:
+    """First frames of windows of ``window`` frames covering ``0..frames-1``, evenly spaced so that
+    neighbours share at least ``overlap`` frames; one window when the clip fits in one."""
+    if frames <= window:
+        return [0]
+    count = int(np.ceil((frames - overlap) / (window - overlap)))
+    return [int(s) for s in np.round(np.linspace(0, frames - window, count))]
+
+
+def crossfade_weights(starts: Sequence[int], length: int, frames: int) -> torch.Tensor:
+    """``(W, length)`` blending weights of each window's frames: linear ramps over the frames a
+    window shares with its neighbours, normalised so each clip frame's weights sum to 1."""
+    weights = torch.ones(len(starts), length, dtype=torch.float64)
+    pos = torch.arange(length, dtype=torch.float64)
+    for w, start in enumerate(starts):
+        if w > 0:
+            shared = starts[w - 1] + length - start
+            weights[w] = torch.minimum(weights[w], (pos + 1) / (shared + 1))
+        if w + 1 < len(starts):
+            shared = start + length - starts[w + 1]
+            weights[w] = torch.minimum(weights[w], (length - pos) / (shared + 1))
+    total = torch.zeros(frames, dtype=torch.float64)
+    for w, start in enumerate(starts):
+        total[start : start + length] += weights[w]
+    for w, start in enumerate(starts):
+        weights[w] /= total[start : start + length]
+    return weights.float()
+
+
+def denoise_motion(
+    prior: PosePrior,
+    body: BodyModel,
+    noisy_joints: torch.Tensor,
+    *,
+    root_orient: torch.Tensor | None = None,
+    trans: torch.Tensor | None = None,
+    betas: torch.Tensor | None = None,
+    observed: Sequence[int] | None = None,
+    gt_joints: torch.Tensor | None = None,
+    options: DenoiseOptions = DenoiseOptions(),
+    seed: int | None = None,
+    callback: ProgressFn | None = None,
+    callback_every: int = 5,
+    cancel: CancelFlag | None = None,
+) -> DenoiseResult:
+    """Fit body poses to noisy joint observations of a clip with DPoser's prior.
+
+    Args:
+        prior: the pose prior.
+        body: the body model whose joints were observed (its first 22 joints, SMPL-X 0..21).
+        noisy_joints: ``(T, 22, 3)`` observed joint positions, metres; entries of joints not in
+            ``observed`` are ignored (they may be NaN).
+        root_orient: ``(T, 3)`` root orientation (axis-angle), or None for zero rotation.
+        trans: ``(T, 3)`` root translation (metres), or None for none.
+        betas: ``(NB,)`` body shape, or None for the mean shape.
+        observed: SMPL-X joints (0..21) that were observed; None = all 22.
+        gt_joints: ``(T, 22, 3)`` clean joints, when known: MPJPE of input and output is reported.
+        options: weights, schedule, windows, root fitting (:class:`DenoiseOptions`).
+        seed: seeds the prior's noise draws (None = fresh).
+        callback: receives ``Progress("denoise", ...)`` with the current ``(T, 63)`` estimate of the
+            whole clip every ``callback_every`` steps and at the end.
+        cancel: ``is_set()`` -> raise :class:`prior.errors.Cancelled` at the next step.
+
+    Returns:
+        :class:`DenoiseResult` with ``pose_body (T, 63)`` and ``joints (T, 22, 3)``.
+    """
+    device = prior.device
+    body = body.to(device)
+    noisy = as_tensor(noisy_joints, device)
+    if noisy.ndim != 3 or noisy.shape[1:] != (NUM_JOINTS, 3) or noisy.shape[0] < 1:
+        raise ValueError(f"noisy_joints must be (T, {NUM_JOINTS}, 3), got {tuple(noisy.shape)}")
+    frames = noisy.shape[0]
+    obs_idx = list(range(NUM_JOINTS)) if observed is None else sorted({int(j) for j in observed})
+    if not obs_idx or not all(0 <= j < NUM_JOINTS for j in obs_idx):
+        raise ValueError(f"observed must list joints in 0..{NUM_JOINTS - 1}, got {observed}")
+    if not torch.isfinite(noisy[:, obs_idx]).all():
+        raise ValueError("noisy_joints has NaN or Inf on observed joints")
+    root = torch.zeros(frames, 3, device=device) if root_orient is None else as_tensor(root_orient, device)
+    shift = None if trans is None else as_tensor(trans, device)
+    for name, value in (("root_orient", root), ("trans", shift)):
+        if value is not None and value.shape != (frames, 3):
+            raise ValueError(f"{name} must be ({frames}, 3), got {tuple(value.shape)}")
+    shape = None if betas is None else as_tensor(betas, device)
+    if options.fit_root and shift is None:
+        # Start the root where the pelvis was seen (pelvis = rest pelvis + translation).
+        rest_pelvis = body.rest_joints(shape)[..., 0, :].reshape(3)
+        shift = noisy[:, 0] - rest_pelvis if 0 in obs_idx else torch.zeros(frames, 3, device=device)
+
+    starts = window_starts(frames, options.window, options.overlap)
+    length = min(frames, options.window)
+    blend = crossfade_weights(starts, length, frames).to(device)
+    per_batch = max(1, options.max_batch_frames // length)
+    groups = [list(range(i, min(i + per_batch, len(starts)))) for i in range(0, len(starts), per_batch)]
+    steps_each = options.schedule.total
+    total = steps_each * len(groups)
+    gen = make_generator(seed, device)
+
+    def cut(x: torch.Tensor | None, group: list[int]) -> torch.Tensor | None:
+        return None if x is None else torch.stack([x[starts[w] : starts[w] + length] for w in group])
+
+    # Every window's current poses (and root when fitted); windows not yet solved hold the start.
+    params = torch.cat([prior.mean.expand(frames, POSE_DIM), root, shift if shift is not None else root * 0], 1)
+    solved = cut(params, list(range(len(starts))))
+    assert solved is not None
+
+    def assemble(windows: torch.Tensor) -> torch.Tensor:
+        out = torch.zeros(frames, windows.shape[-1], device=device)
+        for w, start in enumerate(starts):
+            out[start : start + length] += blend[w, :, None] * windows[w]
+        return out
+
+    for g, group in enumerate(groups):
+
+        def report(step: int, t: float, current: torch.Tensor, group: list[int] = group, g: int = g) -> None:
+            done = g * steps_each + step
+            if callback is not None and should_report(done, total, callback_every):
+                solved[group] = current.detach()
+                callback(Progress("denoise", done, total, t, cpu_copy(assemble(solved)[:, :POSE_DIM])))
+
+        solved[group] = _solve_windows(
+            prior, body, cut(noisy, group), obs_idx, cut(params, group), shape,
+            fit_root=options.fit_root, has_trans=shift is not None, options=options, gen=gen, report=report,
+            cancel=cancel,
+        )
+
+    with torch.no_grad():
+        final = assemble(solved)
+        pose_body = final[:, :POSE_DIM]
+        root_out = final[:, POSE_DIM : POSE_DIM + 3] if options.fit_root else root
+        trans_out = (final[:, POSE_DIM + 3 :] if options.fit_root else shift) if shift is not None else None
+        joints = skeleton_joints(body, pose_body, global_orient=root_out, transl=trans_out, betas=shape)
+    result = DenoiseResult(
+        pose_body=pose_body.cpu(), joints=joints.cpu(), root_orient=root_out.cpu(),
+        trans=None if trans_out is None else trans_out.cpu(), noisy_joints=noisy.cpu(),
+    )
+    if gt_joints is not None:
+        gt = as_tensor(gt_joints, device)
+        if gt.shape != (frames, NUM_JOINTS, 3):
+            raise ValueError(f"gt_joints must be ({frames}, {NUM_JOINTS}, 3), got {tuple(gt.shape)}")
+        result.mpjpe_in_mm = float(mpjpe_mm(noisy[:, obs_idx].cpu(), gt[:, obs_idx].cpu()).mean())
+        result.mpjpe_out_mm = float(mpjpe_mm(joints.cpu(), gt.cpu()).mean())
+        result.metrics = {"mpjpe_in_mm": result.mpjpe_in_mm, "mpjpe_out_mm": result.mpjpe_out_mm}
+    return result
+
+
+def denoise_clip(
+    prior: PosePrior,
+    body: BodyModel,
+    clip: Clip,
+    *,
+    noise_std_m: float = 0.04,
+    observed: Sequence[int] | None = None,
+    options: DenoiseOptions = DenoiseOptions(),
+    seed: int | None = None,
+    callback: ProgressFn | None = None,
+    callback_every: int = 5,
+    cancel: CancelFlag | None = None,
+) -> DenoiseResult:
+    """DPoser's motion-denoising experiment on a clip: its joints (from ``body`` with the clip's pose,
+    root, translation and shape) plus ``noise_std_m`` of Gaussian noise are denoised with the root
+    and translation known; MPJPE of input and output is reported against the clean joints.
+
+    ``seed`` draws the joint noise; the solver's own draws use ``seed + 1``.
+    """
+    gt = clip_joints(body.to(prior.device), clip)
+    noisy = add_joint_noise(gt, noise_std_m, seed=seed)
+    return denoise_motion(
+        prior, body, noisy,
+        root_orient=torch.from_numpy(clip.root_orient),
+        trans=None if clip.trans is None else torch.from_numpy(clip.trans),
+        betas=None if clip.betas is None else torch.from_numpy(clip.betas),
+        observed=observed, gt_joints=gt, options=options, seed=None if seed is None else seed + 1,
+        callback=callback, callback_every=callback_every, cancel=cancel,
+    )
+
+
+def denoised_clip(clip: Clip, result: DenoiseResult) -> Clip:
+    """``clip`` with its body pose (and, when fitted, root) replaced by a denoising result."""
+    return dataclasses.replace(
+        clip,
+        pose_body=result.pose_body.numpy().astype(np.float32),
+        root_orient=result.root_orient.numpy().astype(np.float32),
+        trans=None if result.trans is None else result.trans.numpy().astype(np.float32),
+    )
+
+
+def parse_observed(spec: str) -> tuple[int, ...]:
+    """SMPL-X joints (0..21) from ``"0,1,2"``, joint names (``"pelvis,left_wrist"``) or part names
+    of ``prior.parts.PARTS`` (``"legs,trunk"``), mixed freely; raises ``ValueError`` naming the problem."""
+    out: list[int] = []
+    for token in (t.strip() for t in spec.split(",")):
+        if not token:
+            continue
+        if token.isdigit():
+            joints: tuple[int, ...] = (int(token),)
+        elif token in SMPLX_JOINT_NAMES:
+            joints = (SMPLX_JOINT_NAMES.index(token),)
+        elif token in PARTS:
+            joints = tuple(j + 1 for j in PARTS[token])  # parts list body-pose joints: SMPL-X j + 1
+        else:
+            raise ValueError(f"unknown joint {token!r}; use SMPL-X indices 0..21, names like 'left_wrist', or parts like 'arms'")
+        for j in joints:
+            if not 0 <= j < NUM_JOINTS:
+                raise ValueError(f"joint index {j} out of range 0..{NUM_JOINTS - 1}")
+            if j not in out:
+                out.append(j)
+    if not out:
+        raise ValueError("no observed joints given")
+    return tuple(sorted(out))
+
+
+def _distance(a: torch.Tensor) -> torch.Tensor:
+    return ((a * a).sum(-1) + _NORM_EPS).sqrt()
+
+
+def _solve_windows(
+    prior: PosePrior,
+    body: BodyModel,
+    noisy: torch.Tensor,
+    obs_idx: list[int],
+    start: torch.Tensor,
+    betas: torch.Tensor | None,
+    *,
+    fit_root: bool,
+    has_trans: bool,
+    options: DenoiseOptions,
+    gen: torch.Generator,
+    report,
+    cancel: CancelFlag | None,
+) -> torch.Tensor:
+    """Optimise ``start: (W, L, 69)`` (pose 63, root 3, translation 3) of ``W`` windows of ``L``
+    frames against ``noisy: (W, L, 22, 3)`` together; returns the optimum, same shape."""
+    windows, length = start.shape[:2]
+    schedule = options.schedule
+    times = torch.as_tensor(schedule.times(), dtype=torch.float32, device=start.device)
+    sched = prior.schedule(times)
+    weight = prior_weights(sched)
+    observed = noisy[:, :, obs_idx]
+    free = slice(None) if fit_root else slice(0, POSE_DIM)
+    params = start.clone()
+    adam = Adam(schedule.lr)
+    # d/d pose of the per-frame sum of w r^2, averaged over the W L frames, through x = (pose - mean) / std.
+    prior_scale = 2.0 / (windows * length) / prior.std
+    for k in range(schedule.total):
+        check_cancel(cancel)
+        it = k // schedule.steps_per_iter
+        var = params[..., free].detach().requires_grad_(True)
+        full = torch.cat([var, params[..., POSE_DIM:]], -1) if not fit_root else var
+        joints = skeleton_joints(
+            body, full[..., :POSE_DIM], global_orient=full[..., POSE_DIM : POSE_DIM + 3],
+            transl=full[..., POSE_DIM + 3 :] if has_trans else None, betas=betas,
+        )
+        loss = (options.data_weight / (1 + it * it)) * _distance(joints[:, :, obs_idx] - observed).mean()
+        if length > 1:
+            loss = loss + (options.temporal_weight * (1 + it)) * _distance(joints[:, 1:] - joints[:, :-1]).mean()
+        (grad,) = torch.autograd.grad(loss, var)
+        with torch.no_grad():
+            pose = params[..., :POSE_DIM].reshape(-1, POSE_DIM)
+            x = prior.normalize(pose)
+            residual = prior_residual(sched, k, x, torch.randn(x.shape, generator=gen, device=x.device))
+            grad[..., :POSE_DIM] += ((options.prior_weight * (1 + it)) * weight[k] * residual * prior_scale).reshape(
+                windows, length, POSE_DIM
+            )
+            params[..., free] = adam.step(params[..., free], grad)
+        report(k + 1, float(times[k]), params)
+    return params.detach()
