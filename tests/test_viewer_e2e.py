@@ -144,6 +144,27 @@ def test_rotate_a_joint_with_the_gizmo_state(viewer_tab):
     j = edit.selected_joint
     assert np.allclose(edit.gizmo.position, session.main.joints[j], atol=1e-6), "the gizmo sits on the joint"
     assert np.allclose(np.abs(edit.gizmo.wxyz @ session.main.pose.wxyz[0, j]), 1.0, atol=1e-6)
+    # The prior scores the pose shown.
+    wait_until(lambda: edit.score_value is not None, timeout=120, what="a plausibility score")
+    assert edit.score_value.label in ("typical", "unusual", "implausible")
+    page.get_by_text(edit.score_value.label).first.wait_for(timeout=30_000)
+
+
+def test_ik_handles_move_the_wrist(viewer_tab):
+    page, session = viewer_tab
+    edit = session.panels["edit"]
+    click(page.get_by_text("Drag hands and feet (IK)", exact=True))
+    wait_until(lambda: len(edit.handles) == 4 and all(h.visible for h in edit.handles.values()), what="IK handles")
+    wrist = session.main.joints[20]
+    assert np.allclose(edit.handles[20].position, wrist, atol=1e-6)
+    # What a drag of the left-wrist handle ends with (playwright cannot drag a 3D gizmo reliably).
+    target = wrist + np.array([0.0, 0.25, 0.1])
+    runs = edit.ik_runs
+    edit.solve_ik({20: target}, final=True)
+    wait_until(lambda: edit.ik_runs > runs and session.pacer.idle(), timeout=60, what="the IK solve")
+    joints = session.rig.pose(session.pose[None]).positions[0]
+    assert np.linalg.norm(joints[20] - target) < 0.02, "the wrist did not reach the target"
+    assert session.history.label == "IK drag"
 
 
 def test_motion_clip_loads_plays_and_gets_noise(viewer_tab):
@@ -151,8 +172,8 @@ def test_motion_clip_loads_plays_and_gets_noise(viewer_tab):
     motion = session.panels["motion"]
     click(page.get_by_role("tab", name="Motion"))
     click(page.get_by_role("button", name="Load example clip"))
-    wait_until(lambda: motion.clip is not None and "original" in motion.bodies, timeout=30, what="the example clip")
-    assert motion.clip.num_frames == 240 and session.stage == "motion"
+    wait_until(lambda: motion.clip is not None and session.stage == "motion", timeout=30, what="the example clip")
+    assert motion.clip.num_frames == 240
     wait_until(lambda: motion.bodies["original"].pose is not None, what="the first frame")
     click(page.get_by_role("button", name="Play", exact=True))
     wait_until(lambda: motion.frame > 10, timeout=20, what="playback to advance")
@@ -182,11 +203,24 @@ def test_broken_upload_is_reported_and_the_app_keeps_working(viewer_tab, tmp_pat
                what="an error notification naming the file")
     page.get_by_text("Cannot load clip").first.wait_for(timeout=10_000)
     assert motion.clip is before, "a bad upload must not replace the clip"
-    # Still working: a good upload loads.
-    good = tmp_path / "poses.npz"
-    np.savez(good, pose_body=np.zeros((12, 63), np.float32))
+    # Still working: a good upload (30 frames of the example clip) loads, takes noise, denoises.
+    good = tmp_path / "fragment.npz"
+    with np.load(Path(__file__).resolve().parents[1] / "assets" / "gesture_clip.npz") as data:
+        np.savez(good, pose_body=data["pose_body"][:30], root_orient=data["root_orient"][:30])
     upload_file(page, "Upload clip", good)
-    wait_until(lambda: motion.clip is not before and motion.clip.num_frames == 12, timeout=30, what="the good upload")
+    wait_until(lambda: motion.clip is not before and motion.clip.num_frames == 30, timeout=30, what="the good upload")
+    click(page.get_by_role("button", name="Add noise"))
+    wait_until(lambda: motion.noisy_joints is not None and len(motion.noisy_joints) == 30, what="noise")
+    click(page.get_by_role("button", name="Denoise", exact=True).last)  # .last: not the folder header
+    wait_until(lambda: "denoise_done" in session.timings, timeout=300, what="denoising")
+    noisy_mm, denoised_mm = motion.errors_mm["noisy"].mean(), motion.errors_mm["denoised"].mean()
+    assert denoised_mm < 0.6 * noisy_mm, f"denoising did not help: {noisy_mm:.1f} -> {denoised_mm:.1f} mm"
+    assert motion.plot.visible and motion.bodies["denoised"].pose is not None
+    click(page.get_by_text("Save denoised", exact=True))  # open the folder
+    with page.expect_download(timeout=30_000) as download:
+        click(page.get_by_role("button", name="Download", exact=True))
+    with np.load(download.value.path(), allow_pickle=False) as data:
+        assert np.allclose(data["pose_body"], motion.denoised, atol=1e-6)
 
 
 def test_bad_checkpoint_upload_keeps_the_prior(viewer_tab, tmp_path):

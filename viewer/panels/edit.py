@@ -7,7 +7,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import viser
 
+import torch
+
+from prior.ik import IKResult, inverse_kinematics, keep_plausible
 from prior.parts import BODY_JOINT_NAMES, SMPLX_PARENTS
+from prior.plausibility import Plausibility, plausibility
 
 from ..rig import matrix_to_axis_angle, wxyz_to_matrix
 from .base import Panel
@@ -16,6 +20,9 @@ if TYPE_CHECKING:
     from ..session import ClientSession
 
 CLICK_MODES = ("mask part", "select joint")
+# End effectors with IK drag handles: SMPL-X joints of the wrists and ankles.
+EFFECTORS = {"left_wrist": 20, "right_wrist": 21, "left_ankle": 7, "right_ankle": 8}
+LABEL_COLORS = {"typical": "#2f9e44", "unusual": "#e8590c", "implausible": "#e03131"}
 
 
 def local_rotation(pose_body: np.ndarray, world_r: np.ndarray, smplx_joint: int, new_world_wxyz: np.ndarray) -> np.ndarray:
@@ -44,11 +51,20 @@ class EditPanel(Panel):
                                                hint="What a click on the body does: mask its part, or pick the joint to rotate")
             self.joint = gui.add_dropdown("Joint", BODY_JOINT_NAMES, initial_value="left_shoulder")
             self.rotate = gui.add_checkbox("Rotation gizmo", initial_value=False)
+            self.ik = gui.add_checkbox("Drag hands and feet (IK)", initial_value=False,
+                                       hint="Handles on the wrists and ankles; the prior-guided IK moves the rest")
+            self.plausible = gui.add_checkbox("Keep plausible", initial_value=False,
+                                              hint="After a rotation, the prior refines the joints you did not touch")
+            self.score = gui.add_markdown("**plausibility** –")
             with gui.add_folder("History"):
                 self.undo = gui.add_button("Undo", icon=viser.Icon.ARROW_BACK_UP, disabled=True)
                 self.redo = gui.add_button("Redo", icon=viser.Icon.ARROW_FORWARD_UP, disabled=True)
                 self.reset = gui.add_button("Rest pose", hint="Set every joint to zero rotation (undoable)")
+        self.handles: dict[int, viser.TransformControlsHandle] = {}
+        self.score_value: Plausibility | None = None
+        self.ik_runs = 0
         self.rotate.on_update(lambda _: session.pacer.post("gizmo", self._sync_gizmo))
+        self.ik.on_update(lambda _: session.pacer.post("handles", self._sync_handles))
         self.joint.on_update(lambda _: session.pacer.post("gizmo", self._sync_gizmo))
         self.undo.on_click(lambda _: session.undo())
         self.redo.on_click(lambda _: session.redo())
@@ -72,6 +88,75 @@ class EditPanel(Panel):
         self.redo.disabled = not self.session.history.can_redo
         if not self.dragging:
             self._sync_gizmo()
+            self._sync_handles()
+        self.update_score()
+
+    # -- plausibility ------------------------------------------------------------------------------
+    def update_score(self) -> None:
+        """Score the current pose with the prior (on the worker; the newest request wins)."""
+        if self.session.app.resources.prior is None:
+            return
+        pose = self.session.pose.copy()
+
+        def run(ctx) -> Plausibility:
+            return plausibility(ctx.resources.prior, torch.as_tensor(pose))
+
+        def on_done(result: Plausibility) -> None:
+            self.score_value = result
+            color = LABEL_COLORS.get(result.label, "black")
+            text = (f"**plausibility** <span style='color:{color}'>**{result.label}**</span> "
+                    f"· worse than {result.percentile:.0f}% of real poses")
+            self.session.pacer.post("score", lambda: setattr(self.score, "content", text))
+
+        self.session.submit("plausibility", run, on_done=on_done)
+
+    # -- IK handles --------------------------------------------------------------------------------
+    def _sync_handles(self) -> None:
+        """Show translation handles on the wrists and ankles (display thread)."""
+        main = self.session.main
+        if not self.ik.value or main.pose is None:
+            for handle in self.handles.values():
+                handle.visible = False
+            return
+        for name, joint in EFFECTORS.items():
+            handle = self.handles.get(joint)
+            if handle is None:
+                handle = self.session.scene.add_transform_controls(
+                    f"{main.name}/ik_{name}", scale=0.15, disable_rotations=True, depth_test=False,
+                )
+                handle.on_update(lambda event, joint=joint: self._on_handle(event, joint))
+                self.handles[joint] = handle
+            handle.visible = True
+            handle.position = main.pose.positions[0, joint]
+
+    def _on_handle(self, event: viser.TransformControlsEvent, joint: int) -> None:
+        if event.phase == "start":
+            self.dragging = True
+            return
+        self.solve_ik({joint: np.asarray(event.target.position, np.float64)}, final=event.phase == "end")
+
+    def solve_ik(self, targets: dict[int, np.ndarray], *, final: bool) -> None:
+        """Move SMPL-X joints to ``targets`` (metres, body frame) with the prior-guided IK; the other
+        end effectors stay where they are. ``final`` records an undo step when it is done."""
+        session = self.session
+        pose = session.pose.copy()
+        main = session.main
+        held = {j: main.pose.positions[0, j] for j in EFFECTORS.values() if j not in targets} if main.pose is not None else {}
+        goal = {**{j: torch.as_tensor(p) for j, p in held.items()}, **{j: torch.as_tensor(p) for j, p in targets.items()}}
+
+        def run(ctx) -> IKResult:
+            return inverse_kinematics(ctx.resources.prior, ctx.resources.body, torch.as_tensor(pose), goal,
+                                      cancel=ctx.cancel)
+
+        def on_done(result: IKResult) -> None:
+            self.ik_runs += 1
+            if final:
+                self.dragging = False
+                session.set_pose(result.pose_body.numpy(), label="IK drag")
+            else:
+                session.set_pose(result.pose_body.numpy())
+
+        session.submit("ik", run, on_done=on_done)
 
     def _sync_gizmo(self) -> None:
         """Place the gizmo on the selected joint with the joint's world rotation (display thread)."""
@@ -104,9 +189,22 @@ class EditPanel(Panel):
         if event.phase == "end":
             self.dragging = False
             session.set_pose(pose, label=f"rotate {self.joint.value}")
+            if self.plausible.value:
+                self.refine(touched=[self.selected_joint - 1])
         else:
             session.set_pose(pose)
 
+    def refine(self, *, touched: list[int]) -> None:
+        """Let the prior refine every joint but ``touched`` (body-pose joints 0..20); an undo step."""
+        session = self.session
+        pose = session.pose.copy()
+
+        def run(ctx) -> np.ndarray:
+            return keep_plausible(ctx.resources.prior, torch.as_tensor(pose), touched, cancel=ctx.cancel).numpy()
+
+        session.submit("refine", run, on_done=lambda refined: session.set_pose(refined, label="keep plausible"))
+
     def rebuild(self) -> None:
         self.gizmo = None  # removed with the old main body, its parent
+        self.handles = {}
         self.session.pacer.post("gizmo", self._sync_gizmo)
