@@ -31,7 +31,13 @@ from prior.data import load_clip
 from prior.ik import inverse_kinematics
 from prior.metrics import mpjpe_mm
 from prior.motion import DenoiseOptions, clip_joints, denoise_clip, skeleton_joints
-from prior.plausibility import CALIBRATION_ASSET, calibrate, label_for, plausibility, prior_energy
+from prior.plausibility import (
+    CALIBRATION_ASSET,
+    calibrate,
+    label_for,
+    plausibility,
+    prior_energy,
+)
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 LEFT_ARM = (13, 16, 18, 20)  # SMPL-X left collar, shoulder, elbow, wrist

@@ -26,7 +26,13 @@ import numpy as np
 import torch
 
 from .body import BodyModel
-from .completion import DPoserSchedule, complete, make_mask, prior_residual, prior_weights
+from .completion import (
+    DPoserSchedule,
+    complete,
+    make_mask,
+    prior_residual,
+    prior_weights,
+)
 from .motion import NUM_JOINTS, skeleton_joints
 from .parts import NUM_BODY_JOINTS, POSE_DIM, joint_mask
 from .pose_prior import PosePrior, as_tensor
@@ -214,7 +220,10 @@ def keep_plausible(
     Progress arrives as completion's (``task="complete"``, ``pose_body (1, 1, 63)``).
     """
     pose = as_tensor(pose_body, torch.device("cpu")).reshape(1, POSE_DIM)
-    untouched = [j for j in range(NUM_BODY_JOINTS) if j not in set(int(t) for t in touched)]
+    held = {int(j) for j in touched}
+    if not held <= set(range(NUM_BODY_JOINTS)):
+        raise ValueError(f"touched joints must be body joints 0..{NUM_BODY_JOINTS - 1}, got {sorted(held)}")
+    untouched = [j for j in range(NUM_BODY_JOINTS) if j not in held]
     if not untouched:
         return pose[0].clone()
     result = complete(

@@ -31,7 +31,15 @@ from .data import Clip
 from .metrics import mpjpe_mm
 from .parts import PARTS, POSE_DIM, SMPLX_JOINT_NAMES
 from .pose_prior import PosePrior, as_tensor
-from .progress import CancelFlag, Progress, ProgressFn, check_cancel, cpu_copy, make_generator, should_report
+from .progress import (
+    CancelFlag,
+    Progress,
+    ProgressFn,
+    check_cancel,
+    cpu_copy,
+    make_generator,
+    should_report,
+)
 
 NUM_JOINTS = 22  # SMPL-X joints 0..21: pelvis + the 21 body-pose joints
 MOTION_SCHEDULE = DPoserSchedule(lr=0.03, iterations=3, steps_per_iter=60, t_max=0.25, t_min=0.003)

@@ -8,39 +8,18 @@ import threading
 import numpy as np
 import pytest
 import torch
+from prior_helpers import DATA
 
-from prior import Cancelled, load_body_model, load_prior
+from prior import Cancelled
 from prior.ik import IKOptions, inverse_kinematics, keep_plausible
 from prior.motion import skeleton_joints
 from prior.parts import PARTS, joint_mask
 from prior.plausibility import prior_energy
-from prior_helpers import DATA, OFFICIAL_CKPT
+
+pytest_plugins = ["task_fixtures"]  # body, official, trained, one_thread
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 R_WRIST, L_ANKLE, PELVIS = 21, 7, 0  # SMPL-X joints
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small batches: one thread is fastest, and does not fight other jobs for a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def body():
-    return load_body_model()
-
-
-@pytest.fixture(scope="module")
-def official():
-    return load_prior(OFFICIAL_CKPT, device="cpu")
-
-
-@pytest.fixture(scope="module")
-def trained():
-    return load_prior(None, device="cpu")
 
 
 @pytest.fixture(scope="module")

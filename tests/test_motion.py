@@ -12,8 +12,9 @@ import threading
 import numpy as np
 import pytest
 import torch
+from prior_helpers import DATA, OFFICIAL_CKPT
 
-from prior import Cancelled, load_body_model, load_prior
+from prior import Cancelled
 from prior.body import axis_angle_to_matrix
 from prior.data import load_clip, save_clip
 from prior.metrics import mpjpe_mm
@@ -28,34 +29,12 @@ from prior.motion import (
     parse_observed,
     window_starts,
 )
-from prior_helpers import DATA, OFFICIAL_CKPT
+
+pytest_plugins = ["task_fixtures"]  # body, official, trained, one_thread
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 SHORT = DenoiseOptions(schedule=dataclasses.replace(MOTION_SCHEDULE, steps_per_iter=20))
 LEFT_ARM = (13, 16, 18, 20)  # SMPL-X left collar, shoulder, elbow, wrist
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small batches: one thread is fastest, and does not fight other jobs for a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def body():
-    return load_body_model()
-
-
-@pytest.fixture(scope="module")
-def official():
-    return load_prior(OFFICIAL_CKPT, device="cpu")
-
-
-@pytest.fixture(scope="module")
-def trained():
-    return load_prior(None, device="cpu")
 
 
 @pytest.fixture(scope="module")

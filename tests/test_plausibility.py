@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from prior_helpers import DATA, OFFICIAL_CKPT
 
 from prior import load_prior
 from prior.checkpoint import asset_path
@@ -17,21 +18,9 @@ from prior.plausibility import (
     plausibility,
     prior_energy,
 )
-from prior_helpers import DATA, OFFICIAL_CKPT
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small batches: one thread is fastest, and does not fight other jobs for a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def trained():
-    return load_prior(None, device="cpu")
+pytest_plugins = ["task_fixtures"]  # body, official, trained, one_thread
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,40 @@
+"""Fixtures shared by the task tests (motion, IK, plausibility).
+
+A test module loads them with ``pytest_plugins = ["task_fixtures"]`` and opts in to one thread with
+``pytestmark = pytest.mark.usefixtures("one_thread")`` (not autouse: plugin fixtures are global).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from prior_helpers import OFFICIAL_CKPT
+
+from prior import load_body_model, load_prior
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Small batches: one thread is fastest, and does not fight other jobs for a shared CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def body():
+    """The mannequin body model (SMPL-X joints 0..21)."""
+    return load_body_model()
+
+
+@pytest.fixture(scope="module")
+def official():
+    """The official-format network with random weights: for mechanics, not quality."""
+    return load_prior(OFFICIAL_CKPT, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """The shipped default prior: for tests whose assertions need a trained prior."""
+    return load_prior(None, device="cpu")
