@@ -1,0 +1,116 @@
+"""dposer-view's pieces without a browser: skinning, rotations, worker, pacer, history, uploads."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from prior.body import axis_angle_to_matrix, load_body_model
+from prior.errors import Cancelled, InputError
+from viewer.history import History
+from viewer.pacer import Pacer
+from viewer.panels.complete import part_of_joint
+from viewer.panels.edit import local_rotation
+from viewer.rig import BodyRig, matrix_to_axis_angle, matrix_to_wxyz, wxyz_to_matrix
+from viewer.worker import Job, PriorWorker
+
+
+@pytest.fixture(scope="module")
+def rig() -> BodyRig:
+    return BodyRig(load_body_model())
+
+
+def test_viser_skinning_of_the_rig_matches_the_body_model(rig, shared_data):
+    """Top-4, 22-bone linear blend skinning as the browser does it = BodyModel.forward's mesh."""
+    poses = np.load(shared_data / "dposer_demo_poses.npz")["pose_body"][:4].astype(np.float32)
+    body = rig.body
+    want = body.forward(torch.as_tensor(poses), hand_pose=body.hand_mean[None].expand(4, -1)).vertices.numpy()
+    pose = rig.pose(poses)
+    rot = wxyz_to_matrix(pose.wxyz)
+    piece = rig.whole
+    got = np.zeros_like(want)
+    for k in range(22):
+        local = np.einsum("nij,vj->nvi", rot[:, k], piece.vertices - rig.rest_joints[k]) + pose.positions[:, None, k]
+        got += piece.skin_weights[None, :, k, None] * local
+    assert np.abs(got - want).max() < 1e-4
+    # The per-joint pieces together hold every face once.
+    assert sum(len(p.faces) for p in rig.pieces) == body.faces.shape[0]
+    assert all(set(p.bones) <= set(range(22)) for p in rig.pieces)
+
+
+def test_rotation_conversions_round_trip():
+    rng = np.random.default_rng(0)
+    aa = rng.normal(0, 1.0, (100, 3))
+    rot = axis_angle_to_matrix(torch.as_tensor(aa)).numpy()
+    assert np.allclose(wxyz_to_matrix(matrix_to_wxyz(rot)), rot, atol=1e-9)
+    assert np.allclose(axis_angle_to_matrix(torch.as_tensor(matrix_to_axis_angle(rot))).numpy(), rot, atol=1e-9)
+
+
+def test_gizmo_rotation_sets_the_joints_world_rotation(rig):
+    pose = np.random.default_rng(1).normal(0, 0.3, 63).astype(np.float32)
+    current = rig.pose(pose[None])
+    target = matrix_to_wxyz(wxyz_to_matrix(np.array([0.9, 0.3, -0.2, 0.1])))
+    edited = local_rotation(pose, current.rotations[0], 18, target)
+    after = rig.pose(edited[None])
+    assert np.allclose(np.abs(after.wxyz[0, 18] @ target), 1.0, atol=1e-6)
+    changed = np.flatnonzero(np.abs(edited - pose) > 1e-7)
+    assert set(changed // 3) == {17}, "only the edited joint's rotation changes"
+
+
+def test_clicked_joint_resolves_to_its_part():
+    assert part_of_joint(3) == "left_leg" and part_of_joint(15) == "left_arm" and part_of_joint(5) == "trunk"
+    assert part_of_joint(14) == "head"
+
+
+def test_history_undo_redo():
+    h = History(np.zeros(63))
+    h.push(np.ones(63), "a")
+    h.push(2 * np.ones(63), "b")
+    assert np.allclose(h.undo(), 1) and np.allclose(h.undo(), 0) and not h.can_undo
+    assert np.allclose(h.redo(), 1)
+    h.push(3 * np.ones(63), "c")
+    assert not h.can_redo and h.label == "c"
+
+
+def test_pacer_applies_only_the_newest_update():
+    pacer = Pacer(max_hz=30)
+    seen: list[int] = []
+    gate = threading.Event()
+    pacer.post("x", lambda: gate.wait(5))  # hold the display thread
+    time.sleep(0.05)
+    for i in range(50):
+        pacer.post("x", lambda i=i: seen.append(i))
+    gate.set()
+    deadline = time.monotonic() + 5
+    while not (seen and pacer.idle()) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    pacer.stop()
+    assert seen == [49]
+
+
+def test_worker_cancels_the_older_job_of_the_same_kind():
+    worker = PriorWorker(resources=None)
+    started = threading.Event()
+    results: list[str] = []
+
+    def slow(ctx):
+        started.set()
+        while not ctx.cancel.is_set():
+            time.sleep(0.01)
+        raise Cancelled("stop")
+
+    owner = object()
+    worker.submit(Job("generate", owner, slow, on_cancel=lambda: results.append("cancelled")))
+    assert started.wait(5)
+    worker.submit(Job("generate", owner, lambda ctx: "new", on_done=results.append))
+    worker.submit(Job("broken", owner, lambda ctx: 1 / 0, on_error=results.append))
+    worker.submit(Job("bad file", owner, lambda ctx: (_ for _ in ()).throw(InputError("bad", "x.npz")),
+                      on_error=results.append))
+    assert worker.wait_idle(10)
+    worker.stop()
+    assert results[:2] == ["cancelled", "new"]
+    assert results[2].startswith("broken failed: ZeroDivisionError") and results[3] == "x.npz: bad"
