@@ -118,8 +118,7 @@ def inverse_kinematics(
     Returns:
         :class:`IKResult`.
     """
-    device = prior.device
-    body = body.to(device)
+    device = body.joint_template.device  # the pose lives where the body's FK runs; the network on prior.device
     pose = as_tensor(pose_body, device).reshape(-1)
     if pose.shape != (POSE_DIM,):
         raise ValueError(f"pose_body must be ({POSE_DIM},), got {tuple(as_tensor(pose_body, device).shape)}")
@@ -152,12 +151,12 @@ def inverse_kinematics(
     # Central differences in one batched forward pass: exact enough for Gauss-Newton (the residual
     # itself is exact, so targets are still reached) and several times cheaper than reverse mode.
     probe = FD_STEP_RAD * torch.eye(POSE_DIM + 6, device=device)[free_idx]
-    sched = prior.schedule(torch.tensor([options.t], device=device))
+    sched = prior.schedule(torch.tensor([options.t], device=prior.device))
     prior_w = options.prior_weight * float(prior_weights(sched)[0]) / POSE_DIM
     # x0_hat of the pose itself scaled to time t (z = 0): a deterministic pull, so that successive
     # solves of a drag do not jitter the joints the targets leave free.
-    no_noise = torch.zeros(1, POSE_DIM, device=device)
-    inv_std = 1.0 / prior.std
+    no_noise = torch.zeros(1, POSE_DIM, device=prior.device)
+    inv_std = (1.0 / prior.std).to(device)
     eye = torch.eye(free_idx.numel(), device=device)
     total = options.steps + options.polish_steps
     steps = 0
@@ -172,7 +171,7 @@ def inverse_kinematics(
             hess = jac.T @ jac + options.damping * eye
             if with_prior:  # diagonal in pose space, body-pose dims only
                 x = prior.normalize(params[:POSE_DIM])[None]
-                r_prior = prior_residual(sched, 0, x, no_noise)[0]
+                r_prior = prior_residual(sched, 0, x, no_noise)[0].to(device)
                 grad[on_pose] += prior_w * r_prior[pose_idx] * inv_std[pose_idx]
                 hess[on_pose, on_pose] += prior_w * inv_std[pose_idx] ** 2  # the diagonal entries
             delta = -torch.linalg.solve(hess, grad)

@@ -212,8 +212,7 @@ def denoise_motion(
     Returns:
         :class:`DenoiseResult` with ``pose_body (T, 63)`` and ``joints (T, 22, 3)``.
     """
-    device = prior.device
-    body = body.to(device)
+    device = body.joint_template.device  # poses live where the body's FK runs; the network on prior.device
     noisy = as_tensor(noisy_joints, device)
     if noisy.ndim != 3 or noisy.shape[1:] != (NUM_JOINTS, 3) or noisy.shape[0] < 1:
         raise ValueError(f"noisy_joints must be (T, {NUM_JOINTS}, 3), got {tuple(noisy.shape)}")
@@ -241,13 +240,13 @@ def denoise_motion(
     groups = [list(range(i, min(i + per_batch, len(starts)))) for i in range(0, len(starts), per_batch)]
     steps_each = options.schedule.total
     total = steps_each * len(groups)
-    gen = make_generator(seed, device)
+    gen = make_generator(seed, prior.device)
 
     def cut(x: torch.Tensor | None, group: list[int]) -> torch.Tensor | None:
         return None if x is None else torch.stack([x[starts[w] : starts[w] + length] for w in group])
 
     # Every window's current poses (and root when fitted); windows not yet solved hold the start.
-    params = torch.cat([prior.mean.expand(frames, POSE_DIM), root, shift if shift is not None else root * 0], 1)
+    params = torch.cat([prior.mean.to(device).expand(frames, POSE_DIM), root, shift if shift is not None else root * 0], 1)
     solved = cut(params, list(range(len(starts))))
     assert solved is not None
 
@@ -310,7 +309,7 @@ def denoise_clip(
 
     ``seed`` draws the joint noise; the solver's own draws use ``seed + 1``.
     """
-    gt = clip_joints(body.to(prior.device), clip)
+    gt = clip_joints(body, clip)
     noisy = add_joint_noise(gt, noise_std_m, seed=seed)
     return denoise_motion(
         prior, body, noisy,
@@ -380,7 +379,7 @@ def _solve_windows(
     frames against ``noisy: (W, L, 22, 3)`` together; returns the optimum, same shape."""
     windows, length = start.shape[:2]
     schedule = options.schedule
-    times = torch.as_tensor(schedule.times(), dtype=torch.float32, device=start.device)
+    times = torch.as_tensor(schedule.times(), dtype=torch.float32, device=prior.device)
     sched = prior.schedule(times)
     weight = prior_weights(sched)
     observed = noisy[:, :, obs_idx]
@@ -388,7 +387,7 @@ def _solve_windows(
     params = start.clone()
     adam = Adam(schedule.lr)
     # d/d pose of the per-frame sum of w r^2, averaged over the W L frames, through x = (pose - mean) / std.
-    prior_scale = 2.0 / (windows * length) / prior.std
+    prior_scale = (2.0 / (windows * length) / prior.std).to(start.device)
     for k in range(schedule.total):
         check_cancel(cancel)
         it = k // schedule.steps_per_iter
@@ -406,7 +405,8 @@ def _solve_windows(
             pose = params[..., :POSE_DIM].reshape(-1, POSE_DIM)
             x = prior.normalize(pose)
             residual = prior_residual(sched, k, x, torch.randn(x.shape, generator=gen, device=x.device))
-            grad[..., :POSE_DIM] += ((options.prior_weight * (1 + it)) * weight[k] * residual * prior_scale).reshape(
+            residual = (options.prior_weight * (1 + it) * weight[k] * residual).to(start.device)
+            grad[..., :POSE_DIM] += (residual * prior_scale).reshape(
                 windows, length, POSE_DIM
             )
             params[..., free] = adam.step(params[..., free], grad)
