@@ -236,7 +236,7 @@ def test_bad_checkpoint_upload_keeps_the_prior(viewer_tab, tmp_path):
     page.get_by_text("Cannot load prior").first.wait_for(timeout=10_000)
 
 
-def test_export_downloads(viewer_tab):
+def test_export_downloads(viewer_tab, tmp_path):
     page, session = viewer_tab
     click(page.get_by_role("tab", name="Export"))
     export = session.panels["export"]
@@ -250,3 +250,9 @@ def test_export_downloads(viewer_tab):
     with page.expect_download(timeout=30_000) as download:
         click(page.get_by_role("button", name="Download poses (.npz)"))
     assert download.value.suggested_filename == "poses.npz"
+    export.save_to_path(tmp_path / "pose.ply")
+    import trimesh
+
+    assert len(trimesh.load(tmp_path / "pose.ply").faces) == session.app.resources.body.faces.shape[0]
+    name, scene = export.export_bytes("scene")
+    assert name == "scene.viser" and len(scene) > 10_000

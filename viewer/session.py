@@ -108,7 +108,7 @@ class ClientSession:
         panel = {"pose": "inspect", "samples": "generate", "motion": "motion"}[self.stage]
         lo, hi = self.panels[panel].x_range() if panel in self.panels else (0.0, 0.0)
         height = self.rig.height_m
-        return np.array([(lo + hi) / 2, 0.5 * height, 0.0]), (hi - lo) + 1.0
+        return np.array([(lo + hi) / 2, 0.5 * height, 0.0]), (hi - lo) + 1.9  # + one arm span
 
     def frame_camera(self) -> None:
         """Point the camera at the shown bodies from the front (+Z), all of them in view."""

@@ -13,6 +13,7 @@ import viser
 
 from prior.data import Clip, clip_arrays, save_clip
 from prior.errors import InputError
+from prior.npzio import atomic_write
 
 from .base import Panel
 
@@ -106,8 +107,9 @@ class ExportPanel(Panel):
                     raise InputError(f"there are no {self.what.value} to save", path)
                 save_clip(poses_clip(poses), path)
             elif path.suffix in (".obj", ".ply"):
-                mesh = posed_mesh(self.session, self.session.pose)
-                _atomic_write(path, mesh.export(file_type=path.suffix[1:]))
+                data = posed_mesh(self.session, self.session.pose).export(file_type=path.suffix[1:])
+                with atomic_write(path) as f:
+                    f.write(data.encode() if isinstance(data, str) else data)
             else:
                 raise InputError("expected a .npz, .obj or .ply file name", path)
         except InputError as exc:
@@ -117,22 +119,6 @@ class ExportPanel(Panel):
             self.session.notify("Cannot save", f"{path}: {exc.strerror or exc}", error=True)
             return
         self.session.notify("Saved", str(path))
-
-
-def _atomic_write(path: Path, content: bytes | str) -> None:
-    import os
-    import tempfile
-
-    data = content.encode() if isinstance(content, str) else content
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 __all__ = ["ExportPanel", "poses_to_npz_bytes", "posed_mesh"]
