@@ -256,3 +256,27 @@ def test_export_downloads(viewer_tab, tmp_path):
     assert len(trimesh.load(tmp_path / "pose.ply").faces) == session.app.resources.body.faces.shape[0]
     name, scene = export.export_bytes("scene")
     assert name == "scene.viser" and len(scene) > 10_000
+
+
+def test_console_script_starts_without_a_prior_and_says_so(chromium, tmp_path):
+    """The installed `dposer-view` with a checkpoint that does not exist: it starts, draws the
+    body, and tells the user no prior is loaded (no crash)."""
+    from browser import VIEWPORT, ViewerProcess
+
+    viewer = ViewerProcess("--ckpt", str(tmp_path / "missing.pth"))
+    try:
+        assert viewer.url.startswith("http://127.0.0.1:")
+        page = chromium.new_page(viewport=VIEWPORT)
+        page.goto(viewer.url)
+        page.get_by_text("No prior loaded").first.wait_for(timeout=60_000)
+        page.get_by_text("missing.pth: no such file", exact=False).first.wait_for(timeout=30_000)
+        page.get_by_text("none loaded").first.wait_for(timeout=30_000)
+        wait_until(lambda: colour_fraction(screenshot_array(page), (196, 160, 120), box=BODY_BOX) > 0.05,
+                   timeout=60, what="the body drawn")
+        before = page.get_by_text("No prior loaded").count()
+        click(page.get_by_role("button", name="Generate"))  # needs a prior: says so, keeps running
+        wait_until(lambda: page.get_by_text("No prior loaded").count() > before, what="a second notification")
+        assert viewer.alive()
+        page.close()
+    finally:
+        viewer.stop()
