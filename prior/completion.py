@@ -26,6 +26,13 @@ class DPoserSchedule:
     t_max: float = 0.2
     t_min: float = 0.002
 
+    @classmethod
+    def for_prior(cls, prior: PosePrior) -> DPoserSchedule:
+        """The completion settings a checkpoint recommends (``completion_schedule`` in its
+        provenance, chosen on validation data for that network), else DPoser's defaults."""
+        tuned = prior.info.get("completion_schedule") or {}
+        return cls(**{k: v for k, v in tuned.items() if k in cls.__dataclass_fields__})
+
     @property
     def total(self) -> int:
         return self.iterations * self.steps_per_iter
@@ -59,7 +66,7 @@ def complete(
     *,
     hypotheses: int = 10,
     solver: Solver = "dposer",
-    schedule: DPoserSchedule = DPoserSchedule(),
+    schedule: DPoserSchedule | None = None,
     steps: int = 1000,
     seed: int | None = None,
     init: Literal["noise", "pose"] = "noise",
@@ -70,7 +77,8 @@ def complete(
     """Complete the masked dims of ``pose_body: (N, 63)`` (axis-angle); ``mask: (63,)`` or ``(N, 63)``,
     True = unknown. Returns ``H = hypotheses`` completions per pose, solved together in one batch.
 
-    ``solver="dposer"``: DPoser's optimisation with the truncated schedule; the prior term uses a
+    ``solver="dposer"``: DPoser's optimisation with the truncated ``schedule`` (default: what the
+    checkpoint recommends, see ``DPoserSchedule.for_prior``); the prior term uses a
     detached one-step estimate, so each step costs one network forward pass and no backward pass.
     ``solver="scoresde"``: the PC sampler over ``steps`` steps, replacing observed dims by a
     forward-noised copy of the observation after each step.
@@ -102,6 +110,7 @@ def complete(
     with torch.inference_mode():
         if solver == "dposer":
             start = None if init == "noise" else obs
+            schedule = schedule if schedule is not None else DPoserSchedule.for_prior(prior)
             x = _dposer_solve(prior, obs, masked_rows, schedule, gen, report, cancel, start)
         elif solver == "scoresde":
             x = _scoresde_solve(prior, obs, masked_rows, steps, gen, report, cancel)
