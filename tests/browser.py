@@ -40,15 +40,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_until(predicate: Callable[[], Any], *, timeout: float = 30.0, what: str = "condition") -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail with ``what`` after ``timeout`` s."""
+def wait_until(predicate: Callable[[], Any], *, timeout: float = 30.0, what: str | Callable[[], str] = "condition") -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail with ``what`` (text, or a callable
+    giving the state at failure) after ``timeout`` s."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what() if callable(what) else what}")
         time.sleep(0.05)
 
 

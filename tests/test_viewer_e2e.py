@@ -194,6 +194,7 @@ def test_motion_clip_loads_plays_and_gets_noise(viewer_tab):
 
 def test_broken_upload_is_reported_and_the_app_keeps_working(viewer_tab, tmp_path):
     page, session = viewer_tab
+    click(page.get_by_role("tab", name="Motion"))  # independent of the tests before it
     motion = session.panels["motion"]
     before = motion.clip
     broken = tmp_path / "broken.npz"
@@ -212,13 +213,18 @@ def test_broken_upload_is_reported_and_the_app_keeps_working(viewer_tab, tmp_pat
     click(page.get_by_role("button", name="Add noise"))
     wait_until(lambda: motion.noisy_joints is not None and len(motion.noisy_joints) == 30, what="noise")
     click(page.get_by_role("button", name="Denoise", exact=True).last)  # .last: not the folder header
-    wait_until(lambda: "denoise_done" in session.timings, timeout=300, what="denoising")
+    wait_until(lambda: "denoise_done" in session.timings, timeout=120,
+               what=lambda: f"denoising (notifications {session.notifications[-3:]}, "
+                            f"running {session.app.worker._running}, timings {sorted(session.timings)})")
     noisy_mm, denoised_mm = motion.errors_mm["noisy"].mean(), motion.errors_mm["denoised"].mean()
     assert denoised_mm < 0.6 * noisy_mm, f"denoising did not help: {noisy_mm:.1f} -> {denoised_mm:.1f} mm"
     assert motion.plot.visible and motion.bodies["denoised"].pose is not None
-    click(page.get_by_text("Save denoised", exact=True))  # open the folder
+    download_button = page.get_by_role("button", name="Download", exact=True)
+    if not download_button.is_visible():
+        click(page.get_by_text("Save denoised", exact=True))  # open the folder
+    download_button.wait_for(state="visible", timeout=10_000)
     with page.expect_download(timeout=30_000) as download:
-        click(page.get_by_role("button", name="Download", exact=True))
+        click(download_button)
     with np.load(download.value.path(), allow_pickle=False) as data:
         assert np.allclose(data["pose_body"], motion.denoised, atol=1e-6)
 

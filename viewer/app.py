@@ -37,6 +37,9 @@ class ViewerArgs:
     """Port to listen on (the next free one if taken; 0 picks any free port)."""
     clip: Path | None = None
     """A motion clip to open in the Motion tab of every new browser tab."""
+    threads: int = 1
+    """CPU threads for torch. One keeps interactive jobs (small batches) fast and the page
+    responsive on a busy CPU; more help large batches on an idle many-core machine."""
 
 
 class ViewerApp:
@@ -57,9 +60,14 @@ class ViewerApp:
         host: str = "127.0.0.1",
         port: int = 8080,
         clip: str | Path | None = None,
+        threads: int | None = 1,
         verbose: bool = True,
     ) -> None:
         self.startup_errors: list[str] = []
+        if threads is not None:
+            # Process-wide: with two CPU threads per op on a shared CPU, the worker's small
+            # batches ran 10-50x slower (measured in benchmarks/bench_tasks.py).
+            torch.set_num_threads(max(1, threads))
         if device == "cuda" and not torch.cuda.is_available():
             self.startup_errors.append("--device cuda: no CUDA device is available; running on the CPU")
             device = "cpu"
@@ -219,7 +227,7 @@ def main(argv: list[str] | None = None) -> None:
     args = tyro.cli(ViewerArgs, args=argv)
     app = ViewerApp(
         ckpt=args.ckpt, body_model=args.body_model, device=args.device, host=args.host, port=args.port,
-        clip=args.clip, verbose=False,
+        clip=args.clip, threads=args.threads, verbose=False,
     )
     print(f"dposer-view running at {app.url}", flush=True)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
