@@ -183,7 +183,7 @@ def test_motion_clip_loads_plays_and_gets_noise(viewer_tab):
     pose = motion.bodies["original"].pose
     assert np.allclose(pose.positions[0], motion._poses["original"].positions[frame])
     click(page.get_by_role("button", name="Add noise"))
-    wait_until(lambda: motion.noisy_joints is not None, what="noisy joints")
+    wait_until(lambda: motion.noisy_joints is not None and "noisy" in motion.errors_mm, what="noisy joints")
     err = motion.errors_mm["noisy"]
     assert 40 < err.mean() < 80, f"std 0.04 m noise should give ~64 mm MPJPE, got {err.mean():.1f}"
     wait_until(lambda: colour_fraction(screenshot_array(page), (196, 160, 120)) > 0.01, what="the clip's body drawn")
@@ -223,6 +223,7 @@ def test_broken_upload_is_reported_and_the_app_keeps_working(viewer_tab, tmp_pat
     if not download_button.is_visible():
         click(page.get_by_text("Save denoised", exact=True))  # open the folder
     download_button.wait_for(state="visible", timeout=10_000)
+    wait_until(lambda: not motion.download.disabled and download_button.is_enabled(), what="Download enabled")
     with page.expect_download(timeout=30_000) as download:
         click(download_button)
     with np.load(download.value.path(), allow_pickle=False) as data:
