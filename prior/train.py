@@ -22,7 +22,6 @@ from torch import nn
 from .checkpoint import save_prior
 from .errors import InputError
 from .model import NetConfig, ScoreNet
-from .parts import POSE_DIM
 from .pose_prior import LABEL_SCALE, PosePrior, resolve_device
 from .sde import SubVPSDE
 
@@ -293,30 +292,16 @@ def validation_loss(net: ScoreNet, ema: EMA, sde: SubVPSDE, x_val: torch.Tensor,
 
 
 def load_training_data(path: str | os.PathLike, *, split: str = "train", val_split: str | None = "val") -> TrainData:
-    """Poses from an npz with split keys (``train``/``val``, as ``amass_body_poses.npz``), or any pose file."""
-    from .data import load_poses
+    """Poses from an npz with split keys (``train``/``val``, as ``amass_body_poses.npz``), or any pose file.
+
+    Read and checked by ``prior.data`` (no pickles, size limits, shapes, NaN/Inf)."""
+    from .data import MAX_FILE_BYTES, _open_npz, load_poses
 
     path = Path(path)
-    keys: list[str] = []
-    if path.is_file():
-        try:
-            with np.load(path, allow_pickle=False) as f:
-                keys = list(f.files)
-        except (ValueError, OSError):
-            pass  # not a readable npz: the general reader below reports the problem
-    if split in keys:
-        with np.load(path, allow_pickle=False) as f:
-            train = _poses_from(f[split], path, split)
-            val = _poses_from(f[val_split], path, val_split) if val_split and val_split in keys else None
-        return TrainData(train, val, {"path": str(path), "split": split, "val_split": val_split})
-    return TrainData(load_poses(path), None, {"path": str(path)})
-
-
-def _poses_from(arr: np.ndarray, path: Path, key: str) -> np.ndarray:
-    if arr.ndim != 2 or arr.shape[1] != POSE_DIM:
-        raise InputError(f"'{key}' has shape {arr.shape}, expected (N, {POSE_DIM})", path)
-    if not np.isfinite(arr).all():
-        raise InputError(f"'{key}' contains NaN or Inf", path)
-    return arr.astype(np.float32)
-
-
+    with _open_npz(path, max_bytes=MAX_FILE_BYTES) as archive:
+        keys = archive.files
+    if split not in keys:
+        return TrainData(load_poses(path), None, {"path": str(path)})
+    train = load_poses(path, key=split)
+    val = load_poses(path, key=val_split) if val_split and val_split in keys else None
+    return TrainData(train, val, {"path": str(path), "split": split, "val_split": val_split})
