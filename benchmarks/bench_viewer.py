@@ -2,6 +2,8 @@
 
     python benchmarks/bench_viewer.py [--ckpt PATH] [--seconds 5]
 
+Runs what plain ``dposer-view`` runs (the shipped prior, the mannequin body) unless ``--ckpt``.
+
 Prints a markdown table. Streaming is measured end to end: the server poses bodies as fast as the
 pacer lets it and a round trip through the browser (viser's local_storage.get_item) after the last
 update proves the browser received and applied every message before it. Server CPU per update is
@@ -22,7 +24,6 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-DEFAULT_CKPT = ROOT.parent / "shared" / "conformance" / "dposer_official_format_random.pth"
 
 
 def startup_seconds(ckpt: Path | None) -> float:
@@ -77,7 +78,7 @@ def stream(session, bodies, seconds: float) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ckpt", type=Path, default=DEFAULT_CKPT)
+    parser.add_argument("--ckpt", type=Path, default=None, help="default: the shipped prior, as plain dposer-view")
     parser.add_argument("--seconds", type=float, default=5.0)
     args = parser.parse_args()
 

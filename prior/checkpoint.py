@@ -12,6 +12,8 @@ Torch files are read with ``torch.load(weights_only=True)``: no arbitrary object
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import os
 import pickle
@@ -278,7 +280,7 @@ def _load_own(path: Path) -> PosePrior:
     if mean.shape != (POSE_DIM,) or std.shape != (POSE_DIM,) or not (std > 0).all():
         raise InputError("normaliser statistics must be (63,) with positive std", path)
     net = _net_from_state(tensors, path, scale_by_sigma=config.scale_by_sigma)
-    if net.config != config:
+    if dataclasses.replace(net.config, dropout=config.dropout) != config:  # dropout: training only
         raise InputError("weights do not match the network config in the metadata", path)
     info = {"format": FORMAT_NAME, "path": str(path), **provenance}
     return PosePrior(net, mean, std, sde=sde, info=info)

@@ -122,8 +122,9 @@ class Complete(Common):
     """Alternatively, comma-separated body joint indices 0..20 (or names like left_knee)."""
     hypotheses: int = 10
     """Completions per pose."""
-    solver: Literal["dposer", "scoresde"] = "dposer"
-    """DPoser's optimisation solver or the ScoreSDE replacement sampler."""
+    solver: Literal["dps", "dposer", "scoresde"] = "dps"
+    """dps: guided posterior sampling (hypothesis 0 = the consensus of the draws); dposer: DPoser's
+    own optimisation; scoresde: the ScoreSDE replacement sampler."""
     steps: int = 1000
     """Sampler steps for the scoresde solver."""
     seed: int | None = None
@@ -212,6 +213,8 @@ class Eval(Common):
     """Completion hypotheses per pose."""
     parts: tuple[str, ...] = ("left_leg", "right_leg", "left_arm", "right_arm", "trunk", "legs", "arms")
     """Parts to complete."""
+    solvers: tuple[Literal["dps", "dposer", "scoresde"], ...] = ("dps", "dposer")
+    """Completion solvers evaluated."""
     baselines_only: bool = False
     """Skip the prior: only the mean-pose and nearest-neighbour baselines."""
     seed: int = 0
@@ -247,7 +250,7 @@ class Eval(Common):
             finally:
                 bar.close()
         report["completion"] = evaluate_completion(
-            prior, body, data, parts=self.parts, hypotheses=self.hypotheses, seed=self.seed,
+            prior, body, data, parts=self.parts, solvers=self.solvers, hypotheses=self.hypotheses, seed=self.seed,
             callback=lambda part: print(f"completing {part} ...", file=sys.stderr))
         write_text_atomic(self.out, json.dumps(report, indent=2, default=str))
         print(format_tables(report))

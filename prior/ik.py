@@ -226,7 +226,7 @@ def keep_plausible(
     if not untouched:
         return pose[0].clone()
     result = complete(
-        prior, pose, make_mask(joints=untouched), hypotheses=1, schedule=schedule, seed=seed, init="pose",
+        prior, pose, make_mask(joints=untouched), hypotheses=1, solver="dposer", schedule=schedule, seed=seed, init="pose",
         callback=callback, callback_every=callback_every, cancel=cancel,
     )
     return result.pose_body[0, 0]

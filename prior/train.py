@@ -51,7 +51,7 @@ class TrainConfig:
     blocks: int = 2
     """Residual blocks."""
     dropout: float = 0.1
-    """Dropout during training."""
+    """Dropout during training (may change when a run is resumed, e.g. 0 to fine-tune)."""
     scale_by_sigma: bool = False
     """Reproduce DPoser's inverted output scaling (needed only to match the official recipe
     exactly); off, the network predicts the noise directly, which trains faster."""
@@ -105,6 +105,13 @@ class EMA:
         self.decay, self.num_updates = state["decay"], state["num_updates"]
         for s, v in zip(self.shadow, state["shadow_params"]):
             s.copy_(v)
+
+
+_BOOKKEEPING = ("steps", "log_every", "val_every", "save_every")
+
+
+def _without(d: dict[str, Any], *keys: str) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if k not in keys}
 
 
 def _dist_info() -> tuple[int, int, int]:
@@ -164,11 +171,12 @@ def train(
     opt = torch.optim.Adam(params, lr=config.lr)
     ema = EMA(params, config.ema_decay)
     step, log_rows, started, rng_state = 0, [], time.time(), None
+    phases: list[dict[str, Any]] = []  # {"from_step", "recipe"}: the recipe of each stretch of steps
 
     last = run_dir / "last.pt"
     if resume and last.exists():
         state = torch.load(last, map_location=dev, weights_only=True)
-        if state.get("net_config") != net_config.to_dict():
+        if _without(state.get("net_config") or {}, "dropout") != _without(net_config.to_dict(), "dropout"):
             raise InputError("resume state was made with another network config; use a new --run-dir", last)
         net.load_state_dict(state["net"])
         opt.load_state_dict(state["opt"])
@@ -176,6 +184,10 @@ def train(
         step = int(state["step"])
         log_rows = list(state.get("log", []))
         rng_state = state.get("rng", {}).get(rank)
+        phases = list(state.get("phases", [{"from_step": 0, "recipe": None}]))  # None: not recorded
+    recipe = asdict(config)
+    if not phases or _without(phases[-1]["recipe"] or {}, *_BOOKKEEPING) != _without(recipe, *_BOOKKEEPING):
+        phases.append({"from_step": step, "recipe": recipe})  # resumed with a changed recipe
 
     model: nn.Module = net
     if distributed:
@@ -199,7 +211,7 @@ def train(
         # Rank 0 saves; with DDP the other ranks' batch streams restart from their seeds on resume.
         rng = {0: {"batches": gen.get_state(), "torch": torch.get_rng_state()}}
         state = {"net": net.state_dict(), "opt": opt.state_dict(), "ema": ema.state_dict(), "step": step,
-                 "net_config": net_config.to_dict(), "log": log_rows, "rng": rng}
+                 "net_config": net_config.to_dict(), "log": log_rows, "rng": rng, "phases": phases}
         tmp = last.with_suffix(".tmp")
         torch.save(state, tmp)
         os.replace(tmp, last)
@@ -215,11 +227,13 @@ def train(
             "data": data.source,
             "num_train_poses": int(train_np.shape[0]),
             "steps": step,
-            "recipe": asdict(config),
+            "recipe": recipe,
             "world_size": world,
             "final_loss": log_rows[-1]["loss"] if log_rows else None,
             "final_val_loss": next((r["val_loss"] for r in reversed(log_rows) if "val_loss" in r), None),
         }
+        if len(phases) > 1:  # resumed with another recipe (e.g. dropout 0 to fine-tune): every phase
+            provenance["phases"] = phases
         return save_prior(PosePrior(final, mean, std, sde=sde), path, provenance=provenance)
 
     net.train()

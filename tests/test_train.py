@@ -47,6 +47,17 @@ def test_resume_continues_exactly(amass, tmp_path):
         assert torch.allclose(a[key], b[key], atol=1e-6), key
 
 
+def test_resume_may_change_dropout_and_the_file_records_both_phases(amass, tmp_path):
+    train(amass, tmp_path / "run", TrainConfig(steps=10, **TINY), progress=False)
+    out = train(amass, tmp_path / "run", TrainConfig(steps=20, **{**TINY, "dropout": 0.0, "lr": 1e-4}), progress=False)
+    prior = load_prior(out, device="cpu")  # the file says dropout 0, the weights are the same shape
+    assert prior.info["steps"] == 20 and prior.info["recipe"]["dropout"] == 0.0
+    assert [(p["from_step"], p["recipe"]["dropout"], p["recipe"]["lr"]) for p in prior.info["phases"]] == [
+        (0, 0.1, 2e-4), (10, 0.0, 1e-4)]
+    with pytest.raises(Exception, match="another network config"):  # width may not change
+        train(amass, tmp_path / "run", TrainConfig(steps=30, **{**TINY, "hidden": 96}), progress=False)
+
+
 def test_cli_train_and_ddp_with_two_gloo_processes(tmp_path):
     torchrun = shutil.which("torchrun")
     assert torchrun, "torchrun comes with torch"

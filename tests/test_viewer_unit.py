@@ -42,6 +42,39 @@ def test_viser_skinning_of_the_rig_matches_the_body_model(rig, shared_data):
     assert all(set(p.bones) <= set(range(22)) for p in rig.pieces)
 
 
+def test_a_body_sends_only_the_bones_that_changed(rig):
+    import viser
+
+    from viewer.body_handle import BodyHandle
+
+    server = viser.ViserServer(port=0, verbose=False)
+    try:
+        body = BodyHandle(server.scene, "/body", rig)  # one mesh, 22 bones
+        split = BodyHandle(server.scene, "/split", rig, split=True)  # one submesh per joint
+        pose = np.zeros((1, 63), np.float32)
+        assert body.set_pose(rig.pose(pose)) == 0  # the rest pose is what the meshes were made with
+        pose[0, 3 * 17 : 3 * 18] = [0.0, -1.2, 0.0]  # bend the left elbow (SMPL-X joint 18)
+        posed = rig.pose(pose)
+        assert body.set_pose(posed) == 2  # the elbow turns, the wrist turns and moves
+        assert split.set_pose(posed) > 0 and split.set_pose(posed) == 0
+        mesh = body._meshes[0][1]
+        assert np.allclose(mesh.bones[20].position, posed.positions[0, 20])
+        assert np.allclose(mesh.bones[18].wxyz, posed.wxyz[0, 18])
+    finally:
+        server.stop()
+
+
+def test_numpy_rig_fk_matches_the_body_models_joints(rig):
+    poses = np.random.default_rng(3).normal(0, 0.5, (5, 63)).astype(np.float32)
+    roots = np.random.default_rng(4).normal(0, 1.0, (5, 3)).astype(np.float32)
+    got = rig.pose(poses, root_orient=roots)
+    want = rig.body.joints(torch.as_tensor(poses), global_orient=torch.as_tensor(roots))[:, :22].numpy()
+    assert np.abs(got.positions - want).max() < 1e-5
+    # and the world rotations are those the body's own torch FK gives
+    rot = axis_angle_to_matrix(torch.as_tensor(np.concatenate([roots, poses], 1).reshape(5, 22, 3)).double())
+    assert np.allclose(wxyz_to_matrix(got.wxyz)[:, 1], (rot[:, 0] @ rot[:, 1]).numpy(), atol=1e-6)
+
+
 def test_rotation_conversions_round_trip():
     rng = np.random.default_rng(0)
     aa = rng.normal(0, 1.0, (100, 3))

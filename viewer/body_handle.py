@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 import numpy as np
 import viser
 
-from .bones import write_bones
+from .bones import BONE_TOL, write_bones
 from .rig import NUM_BONES, BodyRig, RigPose, SkinPiece
 
 Color = tuple[int, int, int]
@@ -85,6 +85,8 @@ class BodyHandle:
                 joint = piece.label
                 mesh.on_click(lambda _event, joint=joint: on_click(joint))
             self._meshes.append((piece, mesh))
+        self._sent_q = rest_q.copy()  # the bone poses last sent: (22, 4), (22, 3)
+        self._sent_p = rig.rest_joints.astype(np.float64)
         self._skeleton: viser.LineSegmentsHandle | None = None
         self._joints: viser.PointCloudHandle | None = None
         self.pose: RigPose | None = None
@@ -94,9 +96,14 @@ class BodyHandle:
         """Pose the body (``pose``: one row of :meth:`BodyRig.pose`). Returns bones sent."""
         self.pose = pose
         q, p = pose.wxyz[0], pose.positions[0]
+        turned = np.abs(self._sent_q - q).max(1) > BONE_TOL  # compared once for all submeshes
+        moved = np.abs(self._sent_p - p).max(1) > BONE_TOL
+        self._sent_q[turned], self._sent_p[moved] = q[turned], p[moved]
         sent = 0
         for piece, mesh in self._meshes:
-            sent += write_bones(mesh, q[piece.bones], p[piece.bones])
+            b = piece.bones
+            if turned[b].any() or moved[b].any():
+                sent += write_bones(mesh, q[b], p[b], turned[b], moved[b])
         if self._skeleton is not None or self._joints is not None:
             self._update_overlays()
         return sent

@@ -17,18 +17,24 @@ try:  # viser 1.x internals; see module docstring
 except ImportError:  # pragma: no cover - other viser versions
     SetBoneOrientationMessage = SetBonePositionMessage = None  # type: ignore[assignment,misc]
 
-_TOL = 1e-6
+BONE_TOL = 1e-6  # bone poses closer than this to what was sent are not re-sent
 
 
-def write_bones(handle: viser.MeshSkinnedHandle, wxyz: np.ndarray, positions: np.ndarray) -> int:
+def write_bones(
+    handle: viser.MeshSkinnedHandle, wxyz: np.ndarray, positions: np.ndarray,
+    turned: np.ndarray | None = None, moved: np.ndarray | None = None,
+) -> int:
     """Set the poses of ``handle``'s bones to ``wxyz: (B, 4)`` and ``positions: (B, 3)`` (metres,
-    mesh frame). Returns the number of bones whose pose changed (and so were sent)."""
+    mesh frame). Returns the number of bones whose pose changed (and so were sent).
+
+    ``turned`` / ``moved`` ``(B,)`` bool: which bones changed orientation / position, when the
+    caller already knows (a body compares its 22 bones once for all its submeshes); by default
+    they are found by comparing with the handle's stored bone poses."""
     bones = handle.bones
-    current_q = np.stack([b.wxyz for b in bones])
-    current_p = np.stack([b.position for b in bones])
-    changed = np.flatnonzero(
-        (np.abs(current_q - wxyz).max(1) > _TOL) | (np.abs(current_p - positions).max(1) > _TOL)
-    )
+    if turned is None or moved is None:
+        turned = np.abs(np.stack([b.wxyz for b in bones]) - wxyz).max(1) > BONE_TOL
+        moved = np.abs(np.stack([b.position for b in bones]) - positions).max(1) > BONE_TOL
+    changed = np.flatnonzero(turned | moved)
     if len(changed) == 0:
         return 0
     impl = getattr(bones[0], "_impl", None)
@@ -40,12 +46,12 @@ def write_bones(handle: viser.MeshSkinnedHandle, wxyz: np.ndarray, positions: np
             bones[i].position = positions[i]
         return len(changed)
     name = impl.name
-    for i in changed.tolist():
-        state = bones[i]._impl
+    for i in np.flatnonzero(turned).tolist():  # only what changed: a root bone never moves, for one
         q = wxyz[i]
-        p = positions[i]
-        state.wxyz[:] = q
-        state.position[:] = p
+        bones[i]._impl.wxyz[:] = q
         queue(SetBoneOrientationMessage(name, i, (float(q[0]), float(q[1]), float(q[2]), float(q[3]))))
+    for i in np.flatnonzero(moved).tolist():
+        p = positions[i]
+        bones[i]._impl.position[:] = p
         queue(SetBonePositionMessage(name, i, (float(p[0]), float(p[1]), float(p[2]))))
     return len(changed)

@@ -2,20 +2,26 @@
 
 Producers (the prior worker, GUI callbacks, playback) ``post`` a drawing function under a key;
 only the newest one per key is kept, and the pacer runs pending ones at most ``max_hz`` times a
-second. Animations register a ``tick(dt)`` function that runs on every frame while set.
+second. Animations register a ``tick(dt)`` function that runs on every frame while set. A frame
+runs inside ``frame()`` when given (the tab's ``client.atomic``: the browser applies a frame's
+messages together, and the server wakes its sender once per frame instead of once per message).
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import traceback
 from collections.abc import Callable
+from typing import ContextManager
 
 
 class Pacer:
-    def __init__(self, *, max_hz: float = 60.0, name: str = "pacer") -> None:
+    def __init__(self, *, max_hz: float = 60.0, name: str = "pacer",
+                 frame: Callable[[], ContextManager] | None = None) -> None:
         self.min_interval_s = 1.0 / max_hz
+        self._frame = frame or contextlib.nullcontext
         self._pending: dict[str, Callable[[], None]] = {}
         self._ticks: dict[str, Callable[[float], None]] = {}
         self._lock = threading.Lock()
@@ -70,11 +76,12 @@ class Pacer:
                 ticks = list(self._ticks.items())
                 if not ticks:
                     self._wake.clear()
-            for key, tick in ticks:
-                _run(tick, min(dt, 0.25))
-            for key, draw in pending.items():
-                _run(draw)
-                self.applied[key] = self.applied.get(key, 0) + 1
+            with self._frame():
+                for key, tick in ticks:
+                    _run(tick, min(dt, 0.25))
+                for key, draw in pending.items():
+                    _run(draw)
+                    self.applied[key] = self.applied.get(key, 0) + 1
             self.frames += 1
 
 

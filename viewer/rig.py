@@ -8,12 +8,13 @@ are folded into the wrists: the mesh is driven by SMPL-X joints 0..21 only, exac
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from prior.body import BodyModel, axis_angle_to_matrix, depth_order, fold_to_body_joint, forward_kinematics
+from prior.body import BodyModel, depth_order, fold_to_body_joint
 from prior.parts import SMPLX_JOINT_NAMES, SMPLX_PARENTS
 
 NUM_BONES = 22  # SMPL-X joints 0..21: pelvis + the 21 joints of ``pose_body``
@@ -75,6 +76,20 @@ def matrix_to_wxyz(rot: np.ndarray) -> np.ndarray:
     return q.reshape(*rot.shape[:-2], 4)
 
 
+def rodrigues(axis_angle: np.ndarray) -> np.ndarray:
+    """Rotation matrices ``(..., 3, 3)`` from axis-angle ``(..., 3)``: numpy twin of
+    :func:`prior.body.axis_angle_to_matrix` (``I + a K + b K^2``, Taylor terms near zero)."""
+    theta2 = np.sum(axis_angle * axis_angle, -1)[..., None, None]
+    small = theta2 < 1e-4
+    theta = np.sqrt(np.where(small, 1.0, theta2))
+    a = np.where(small, 1 - theta2 / 6 + theta2 * theta2 / 120, np.sin(theta) / theta)
+    b = np.where(small, 0.5 - theta2 / 24 + theta2 * theta2 / 720, 2 * np.sin(0.5 * theta) ** 2 / (theta * theta))
+    x, y, z = np.moveaxis(axis_angle, -1, 0)
+    zero = np.zeros_like(x)
+    k = np.stack((zero, -z, y, z, zero, -x, -y, x, zero), -1).reshape(*axis_angle.shape[:-1], 3, 3)
+    return np.eye(3) + a * k + b * (k @ k)
+
+
 def wxyz_to_matrix(q: np.ndarray) -> np.ndarray:
     """Rotation matrices ``(..., 3, 3)`` from quaternions ``(..., 4)`` (w, x, y, z; normalised here)."""
     q = np.asarray(q, np.float64)
@@ -128,10 +143,10 @@ class BodyRig:
         faces = body.faces.cpu().numpy()
         labels = body.vertex_labels.cpu().numpy()
         self.rest_joints = rest[:NUM_BONES].astype(np.float32)
-        self._rest_t = torch.as_tensor(self.rest_joints)[None]
-        self._parents_t = torch.as_tensor(SMPLX_PARENTS)
-        order, self._bounds = depth_order(SMPLX_PARENTS)
-        self._order = torch.as_tensor(order)
+        parents_np = np.array(SMPLX_PARENTS)
+        self._offsets = self.rest_joints.astype(np.float64) - self.rest_joints[np.maximum(parents_np, 0)]
+        order, bounds = depth_order(SMPLX_PARENTS)  # FK one tree level at a time
+        self._levels = [(order[a:b], parents_np[order[a:b]]) for a, b in itertools.pairwise(bounds)]
         self.floor_y = float(verts[:, 1].min())
         self.height_m = float(verts[:, 1].max() - verts[:, 1].min())
         self.whole = SkinPiece(None, verts.astype(np.float32), faces.astype(np.uint32), np.arange(NUM_BONES), dense)
@@ -170,17 +185,23 @@ class BodyRig:
     ) -> RigPose:
         """Bone poses for ``pose_body: (N, 63)`` (axis-angle), optional ``root_orient: (N, 3)``
         and ``transl: (N, 3)`` (metres). Joints only: no vertices are computed."""
-        pose = torch.as_tensor(np.asarray(pose_body, np.float32)).reshape(-1, 63)
+        pose = np.asarray(pose_body.detach().cpu() if isinstance(pose_body, torch.Tensor) else pose_body,
+                          np.float64).reshape(-1, 63)
         n = pose.shape[0]
-        root = torch.zeros(n, 3) if root_orient is None else torch.as_tensor(np.asarray(root_orient, np.float32)).reshape(n, 3)
-        with torch.inference_mode():
-            # The body's own FK, over the 22 joints that move (fingers are baked into the wrists).
-            rot = axis_angle_to_matrix(torch.cat([root, pose], 1).reshape(n, NUM_BONES, 3))
-            world_r, world_p = forward_kinematics(rot, self._rest_t, self._parents_t, self._order, self._bounds)
-        positions = world_p.numpy().astype(np.float64)
+        root = np.zeros((n, 3)) if root_orient is None else np.asarray(root_orient, np.float64).reshape(n, 3)
+        # The body's FK over the 22 joints that move (fingers are baked into the wrists), in numpy:
+        # for a handful of bodies per frame, torch's per-op overhead would cost 5x more.
+        rot = rodrigues(np.concatenate([root, pose], 1).reshape(n, NUM_BONES, 3))
+        rotations = np.empty_like(rot)
+        positions = np.empty((n, NUM_BONES, 3))
+        rotations[:, 0] = rot[:, 0]
+        positions[:, 0] = self.rest_joints[0]
+        for joints, parents in self._levels:
+            parent_r = rotations[:, parents]
+            rotations[:, joints] = parent_r @ rot[:, joints]
+            positions[:, joints] = positions[:, parents] + (parent_r @ self._offsets[joints, :, None])[..., 0]
         if transl is not None:
             positions = positions + np.asarray(transl, np.float64).reshape(n, 1, 3)
-        rotations = world_r.numpy().astype(np.float64)
         return RigPose(matrix_to_wxyz(rotations), positions, rotations)
 
     def joints(self, pose: RigPose) -> np.ndarray:

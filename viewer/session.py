@@ -43,7 +43,7 @@ class ClientSession:
         self.client = client
         self.scene = client.scene
         self.gui = client.gui
-        self.pacer = Pacer(name=f"pacer-{client.client_id}")
+        self.pacer = Pacer(name=f"pacer-{client.client_id}", frame=client.atomic)
         self.pose = np.zeros(63, np.float32)
         self.history = History(self.pose)
         self.mask: set[int] = set()

@@ -23,6 +23,7 @@ MASK_PARTS = ("left_leg", "right_leg", "left_arm", "right_arm", "trunk", "head",
 GHOST_COLOR = (110, 150, 235)
 PICKED_COLOR = (40, 200, 140)
 GHOST_OPACITY = 0.3
+SOLVERS = {"DPS": "dps", "DPoser": "dposer", "ScoreSDE": "scoresde"}  # dropdown label -> complete() solver
 PICKED_OPACITY = 0.75
 
 
@@ -57,13 +58,16 @@ class CompletePanel(Panel):
                 for part in MASK_PARTS
             }
             self.clear = gui.add_button("Clear mask", icon=viser.Icon.ERASER)
-            self.solver = gui.add_dropdown("Solver", ("DPoser", "ScoreSDE"), initial_value="DPoser",
-                                           hint="DPoser: truncated-diffusion optimisation (200 steps); ScoreSDE: masked sampling")
+            self.solver = gui.add_dropdown(
+                "Solver", tuple(SOLVERS), initial_value="DPS",
+                hint="DPS: posterior sampling guided by the visible joints (hypothesis 1 = consensus of the draws); "
+                     "DPoser: the paper's truncated-diffusion optimisation (200 steps); ScoreSDE: masked sampling")
             self.num = gui.add_slider("Hypotheses", min=1, max=20, step=1, initial_value=10)
             self.sde_steps = gui.add_slider("ScoreSDE steps", min=50, max=1000, step=50, initial_value=500)
             self.seed = gui.add_number("Seed", initial_value=0, step=1)
             self.run = gui.add_button("Complete", icon=viser.Icon.PUZZLE)
-            self.pick = gui.add_slider("Hypothesis", min=1, max=10, step=1, initial_value=1, disabled=True)
+            self.pick = gui.add_slider("Hypothesis", min=1, max=10, step=1, initial_value=1, disabled=True,
+                                       hint="With DPS, hypothesis 1 is the consensus: the best single answer")
             self.adopt = gui.add_button("Adopt hypothesis", icon=viser.Icon.CHECK, disabled=True)
         for box in self.parts.values():
             box.on_update(lambda _: self._mask_from_boxes())
@@ -103,7 +107,7 @@ class CompletePanel(Panel):
         mask = joint_mask(sorted(session.mask))
         pose = session.pose.copy()
         hyps = int(self.num.value)
-        solver = "dposer" if self.solver.value == "DPoser" else "scoresde"
+        solver = SOLVERS[self.solver.value]
         steps, seed = int(self.sde_steps.value), int(self.seed.value)
         labels = {j + 1 for j in session.mask}
         self.done = False
