@@ -114,13 +114,14 @@ def main() -> None:
             complete.set_parts(["left_leg"])
             page.get_by_role("tab", name="Complete").click(force=True)
             latencies = []
-            for _ in range(3):
+            for _ in range(4):
                 session.timings.pop("complete_first_update", None)
                 session.timings.pop("complete_done", None)
                 page.get_by_role("button", name="Complete", exact=True).click(force=True)
                 wait_until(lambda: "complete_done" in session.timings, timeout=120, what="completion")
                 latencies.append(1000 * (session.timings["complete_first_update"] - session.timings["complete_clicked"]))
-            rows.append(("click Complete -> first streamed update (ms, median of 3)", f"{np.median(latencies):.0f}", "< 150"))
+            rows.append(("click Complete -> first streamed update, first click (ms; ghosts created)", f"{latencies[0]:.0f}", "< 150"))
+            rows.append(("click Complete -> first streamed update, later clicks (ms, median of 3)", f"{np.median(latencies[1:]):.0f}", "< 150"))
             browser.close()
     finally:
         app.stop()

@@ -125,6 +125,40 @@ def test_pacer_applies_only_the_newest_update():
     assert seen == [49]
 
 
+def test_pacer_sends_a_frames_bone_writes_together_after_computing():
+    import contextlib
+
+    from viewer.bones import queue_write
+
+    log: list[str] = []
+
+    @contextlib.contextmanager
+    def atomic():
+        log.append("atomic start")
+        yield
+        log.append("atomic end")
+
+    pacer = Pacer(max_hz=60, frame=atomic)
+
+    def draw(name: str) -> None:
+        log.append(f"compute {name}")
+        queue_write(lambda: log.append(f"send {name}"))
+
+    gate = threading.Event()
+    pacer.post("hold", lambda: gate.wait(5))  # hold the display thread so a and b share a frame
+    time.sleep(0.05)
+    pacer.post("a", lambda: draw("a"))
+    pacer.post("b", lambda: draw("b"))
+    gate.set()
+    deadline = time.monotonic() + 5
+    while "atomic end" not in log and time.monotonic() < deadline:
+        time.sleep(0.01)
+    pacer.stop()
+    assert log == ["compute a", "compute b", "atomic start", "send a", "send b", "atomic end"]
+    queue_write(lambda: log.append("direct"))  # outside a frame: at once
+    assert log[-1] == "direct"
+
+
 def test_worker_cancels_the_older_job_of_the_same_kind():
     worker = PriorWorker(resources=None)
     started = threading.Event()

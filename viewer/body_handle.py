@@ -7,12 +7,13 @@ click says which joint was hit) or drawn as one mesh (ghosts, samples).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 
 import numpy as np
 import viser
 
-from .bones import BONE_TOL, write_bones
+from .bones import BONE_TOL, queue_write, write_bones
 from .rig import NUM_BONES, BodyRig, RigPose, SkinPiece
 
 Color = tuple[int, int, int]
@@ -35,8 +36,8 @@ class BodyHandle:
         opacity: None for opaque; below 1 for translucent ghosts.
         position, wxyz: where the body's frame sits in the scene (metres) and how it is turned
             (e.g. a Z-up AMASS clip turned to the scene's Y-up).
-        labels: with ``split``, draw only the submeshes of these SMPL-X joints (e.g. the completed
-            limbs of a hypothesis ghost).
+        labels: draw only the faces of these SMPL-X joints: their submeshes with ``split``, else
+            one merged mesh (a hypothesis ghost of the completed limbs: one mesh to create and pose).
         on_click: called with the SMPL-X joint (0..21) whose submesh was clicked (split only).
     """
 
@@ -61,9 +62,10 @@ class BodyHandle:
         self._color = color
         self._colors: dict[int, Color] = {}
         self._root = scene.add_frame(name, show_axes=False, position=position, wxyz=wxyz, visible=visible)
-        pieces: Iterable[SkinPiece] = (
-            [p for p in rig.pieces if labels is None or p.label in labels] if split else (rig.whole,)
-        )
+        if split:
+            pieces: Iterable[SkinPiece] = [p for p in rig.pieces if labels is None or p.label in labels]
+        else:
+            pieces = (rig.whole if labels is None else rig.merged(labels),)
         rest_q = np.tile(np.array([1.0, 0.0, 0.0, 0.0]), (NUM_BONES, 1))
         self._meshes: list[tuple[SkinPiece, viser.MeshSkinnedHandle]] = []
         for piece in pieces:
@@ -93,7 +95,8 @@ class BodyHandle:
 
     # -- pose -----------------------------------------------------------------------------
     def set_pose(self, pose: RigPose) -> int:
-        """Pose the body (``pose``: one row of :meth:`BodyRig.pose`). Returns bones sent."""
+        """Pose the body (``pose``: one row of :meth:`BodyRig.pose`). Returns the number of bone
+        poses that changed, which are sent now or, inside a display frame, at its end."""
         self.pose = pose
         q, p = pose.wxyz[0], pose.positions[0]
         turned = np.abs(self._sent_q - q).max(1) > BONE_TOL  # compared once for all submeshes
@@ -102,8 +105,10 @@ class BodyHandle:
         sent = 0
         for piece, mesh in self._meshes:
             b = piece.bones
-            if turned[b].any() or moved[b].any():
-                sent += write_bones(mesh, q[b], p[b], turned[b], moved[b])
+            changed = int((turned[b] | moved[b]).sum())
+            if changed:
+                sent += changed
+                queue_write(functools.partial(write_bones, mesh, q[b], p[b], turned[b], moved[b]))
         if self._skeleton is not None or self._joints is not None:
             self._update_overlays()
         return sent

@@ -9,6 +9,10 @@ what is expected here (another viser version), it falls back to the public sette
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
+
 import numpy as np
 import viser
 
@@ -18,6 +22,30 @@ except ImportError:  # pragma: no cover - other viser versions
     SetBoneOrientationMessage = SetBonePositionMessage = None  # type: ignore[assignment,misc]
 
 BONE_TOL = 1e-6  # bone poses closer than this to what was sent are not re-sent
+_frame = threading.local()
+
+
+@contextlib.contextmanager
+def collect_writes() -> Iterator[list[Callable[[], object]]]:
+    """Bone writes queued (:func:`queue_write`) in this thread inside the block are collected in
+    the yielded list instead of sent: a display frame computes everything first, then sends all of
+    its bone messages together (inside ``client.atomic()``, which must not be held while computing)."""
+    outer = getattr(_frame, "writes", None)
+    writes: list[Callable[[], object]] = []
+    _frame.writes = writes
+    try:
+        yield writes
+    finally:
+        _frame.writes = outer
+
+
+def queue_write(write: Callable[[], object]) -> None:
+    """Run ``write`` now, or at the end of the enclosing :func:`collect_writes` block."""
+    writes = getattr(_frame, "writes", None)
+    if writes is None:
+        write()
+    else:
+        writes.append(write)
 
 
 def write_bones(

@@ -2,9 +2,10 @@
 
 Producers (the prior worker, GUI callbacks, playback) ``post`` a drawing function under a key;
 only the newest one per key is kept, and the pacer runs pending ones at most ``max_hz`` times a
-second. Animations register a ``tick(dt)`` function that runs on every frame while set. A frame
-runs inside ``frame()`` when given (the tab's ``client.atomic``: the browser applies a frame's
-messages together, and the server wakes its sender once per frame instead of once per message).
+second. Animations register a ``tick(dt)`` function that runs on every frame while set. The bone
+writes a frame makes are collected and sent together at its end, inside ``frame()`` when given
+(the tab's ``client.atomic``: the browser applies a frame's bones at once, and the server wakes its
+sender once per frame instead of once per message; nothing is computed while it is held).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import time
 import traceback
 from collections.abc import Callable
 from typing import ContextManager
+
+from .bones import collect_writes
 
 
 class Pacer:
@@ -76,12 +79,16 @@ class Pacer:
                 ticks = list(self._ticks.items())
                 if not ticks:
                     self._wake.clear()
-            with self._frame():
+            with collect_writes() as writes:
                 for key, tick in ticks:
                     _run(tick, min(dt, 0.25))
                 for key, draw in pending.items():
                     _run(draw)
                     self.applied[key] = self.applied.get(key, 0) + 1
+            if writes:
+                with self._frame():
+                    for write in writes:
+                        _run(write)
             self.frames += 1
 
 

@@ -153,20 +153,33 @@ class BodyRig:
         # A face goes to the label most of its corners carry (ties: the first corner's); its
         # vertices are copied into that piece, so pieces meet without cracks (same skinning).
         face_labels = labels[faces]
-        major = np.where(face_labels[:, 1] == face_labels[:, 2], face_labels[:, 1], face_labels[:, 0])
-        self.pieces: list[SkinPiece] = []
-        for label in range(NUM_BONES):
-            sel = faces[major == label]
-            if len(sel) == 0:
-                continue
-            used = np.unique(sel)
-            local = np.full(verts.shape[0], -1, np.int64)
-            local[used] = np.arange(len(used))
-            w = dense[used]
-            bones = np.flatnonzero(w.max(0) > 0)
-            self.pieces.append(
-                SkinPiece(label, verts[used].astype(np.float32), local[sel].astype(np.uint32), bones, w[:, bones])
-            )
+        self._face_label = np.where(face_labels[:, 1] == face_labels[:, 2], face_labels[:, 1], face_labels[:, 0])
+        self._merged: dict[frozenset[int], SkinPiece] = {}
+        self.pieces: list[SkinPiece] = [
+            piece for label in range(NUM_BONES) if (piece := self._piece(label, self._face_label == label)) is not None
+        ]
+
+    def _piece(self, label: int | None, face_sel: np.ndarray) -> SkinPiece | None:
+        """The submesh of the selected faces (their vertices copied, bones that move them), or None."""
+        sel = self.whole.faces[face_sel]
+        if len(sel) == 0:
+            return None
+        used = np.unique(sel)
+        local = np.full(self.whole.vertices.shape[0], -1, np.int64)
+        local[used] = np.arange(len(used))
+        w = self.whole.skin_weights[used]
+        bones = np.flatnonzero(w.max(0) > 0)
+        return SkinPiece(label, self.whole.vertices[used], local[sel].astype(np.uint32), bones, w[:, bones])
+
+    def merged(self, labels: set[int] | frozenset[int]) -> SkinPiece:
+        """One submesh of the faces of all joint ``labels`` (one colour, one mesh: for ghosts)."""
+        key = frozenset(labels)
+        if key not in self._merged:
+            piece = self._piece(None, np.isin(self._face_label, sorted(key)))
+            if piece is None:
+                raise ValueError(f"no faces carry the joint labels {sorted(key)}")
+            self._merged[key] = piece
+        return self._merged[key]
 
     @property
     def joint_names(self) -> tuple[str, ...]:

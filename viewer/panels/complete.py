@@ -146,7 +146,7 @@ class CompletePanel(Panel):
         key = tuple(sorted(labels))
         tag = "_".join(map(str, key))
         self.ghosts = self._pool.take(key, count, lambda k: BodyHandle(
-            self.session.scene, f"/pose/ghosts/{tag}/{k}", rig, split=True, labels=labels, color=GHOST_COLOR,
+            self.session.scene, f"/pose/ghosts/{tag}/{k}", rig, labels=labels, color=GHOST_COLOR,
             opacity=GHOST_OPACITY, position=(0.0, y, 0.0)))
         self.picked = 0
         self.pick.value = 1

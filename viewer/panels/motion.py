@@ -370,6 +370,7 @@ class MotionPanel(Panel):
         np.savez(buf, **clip_arrays(clip))
         name = Path(self.out_path.value).name or "denoised.npz"
         client.send_file_download(name, buf.getvalue(), save_immediately=True)
+        self.session.mark("motion_download")
 
     # -- panel -------------------------------------------------------------------------------------
     def rebuild(self) -> None:
