@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from browser import click, colour_fraction, project, screenshot_array, set_gui_number, upload_file, wait_until
+from browser import click, colour_fraction, gui_row, project, screenshot_array, set_gui_number, upload_file, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -270,6 +270,64 @@ def test_export_downloads(viewer_tab, tmp_path):
     assert len(trimesh.load(tmp_path / "pose.ply").faces) == session.app.resources.body.faces.shape[0]
     name, scene = export.export_bytes("scene")
     assert name == "scene.viser" and len(scene) > 10_000
+
+
+def test_switch_body_model_from_the_ui_and_back(viewer_tab, tmp_path):
+    from synthetic_body import write_synthetic_model
+
+    page, session = viewer_tab
+    app = session.app
+    model = write_synthetic_model(tmp_path / "SMPLX_NEUTRAL.npz", "smplx")
+    click(page.get_by_role("tab", name="Model"))
+    session.set_pose(np.random.default_rng(2).normal(0, 0.3, 63).astype(np.float32), label="test pose")
+    session.show_stage("pose")  # the main body alone, framed (the motion test left its clips shown)
+    pose = session.pose.copy()
+    body_path = gui_row(page, "Path").locator("input").first  # the last "Path": the body model's
+    body_path.fill(str(model))
+    body_path.press("Enter")
+    wait_until(lambda: session.panels["model"].body_path.value == str(model), what="the typed path")
+    click(page.get_by_role("button", name="Load body model"))
+    wait_until(lambda: app.resources.body.kind == "smplx" and session.rig is app.resources.rig, timeout=120,
+               what=lambda: f"the SMPL-X body (notifications {session.notifications[-2:]})")
+    page.get_by_text("Body model loaded").first.wait_for(timeout=30_000)
+    # The same pose, re-drawn on the new skeleton: the bones sent are the new rig's FK of it.
+    want = session.rig.pose(pose[None]).positions[0]
+
+    def bones_sent_are_the_new_fk() -> bool:  # every bone of every submesh sits on a joint of the new FK
+        sent = np.concatenate([np.stack([b.position for b in m.bones]) for m in session.main.meshes])
+        return bool(np.abs(sent[:, None] - want[None]).max(-1).min(1).max() < 1e-5)
+
+    wait_until(lambda: session.main.joints is not None and np.allclose(session.main.joints, want)
+               and bones_sent_are_the_new_fk(), what="the pose on the new body")
+    assert np.allclose(session.pose, pose)
+    shots: list[np.ndarray] = []
+
+    def body_pixels(box: tuple[int, int, int, int] | None = None) -> float:
+        shots.append(screenshot_array(page))
+        return colour_fraction(shots[-1], (196, 160, 120), box=box)
+
+    try:
+        wait_until(lambda: body_pixels() > 0.003, timeout=60, what="the SMPL-X body to be drawn")
+    finally:
+        if shots:
+            from PIL import Image
+
+            Image.fromarray(shots[-1]).save(ARTIFACTS / "body_switched_smplx.png")
+    # Back to the mannequin (empty path): drawn again, the page still alive.
+    body_path.fill("")
+    body_path.press("Enter")
+    wait_until(lambda: session.panels["model"].body_path.value == "", what="the cleared path")
+    click(page.get_by_role("button", name="Load body model"))
+    wait_until(lambda: app.resources.body.kind == "mannequin" and session.rig is app.resources.rig, timeout=120,
+               what="the mannequin")
+    wait_until(lambda: session.main.rig is app.resources.rig and session.pacer.idle(), what="the redraw")
+    shots.clear()
+    try:  # the mannequin's solid limbs cover far more of the body box than the spiky stand-in
+        wait_until(lambda: body_pixels(BODY_BOX) > 0.05, timeout=60, what="the mannequin to be drawn again")
+    finally:
+        from PIL import Image
+
+        Image.fromarray(shots[-1]).save(ARTIFACTS / "body_switched_back.png")
 
 
 def test_console_script_starts_without_a_prior_and_says_so(chromium, tmp_path):

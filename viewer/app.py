@@ -229,7 +229,8 @@ def main(argv: list[str] | None = None) -> None:
         ckpt=args.ckpt, body_model=args.body_model, device=args.device, host=args.host, port=args.port,
         clip=args.clip, threads=args.threads, verbose=False,
     )
-    print(f"dposer-view running at {app.url}", flush=True)
+    sys.stdout.write(f"dposer-view running at {app.url}\n")  # one write: stderr lines cannot split it
+    sys.stdout.flush()
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"dposer-view: listening on {args.host}: anyone who can reach this machine can use the viewer",
               file=sys.stderr, flush=True)

@@ -57,41 +57,61 @@ class BodyHandle:
         on_click: Callable[[int], None] | None = None,
     ) -> None:
         self.name = name
-        self.rig = rig
         self._scene = scene
+        self._split, self._labels, self._on_click = split, labels, on_click
         self._color = color
+        self._opacity = opacity
         self._colors: dict[int, Color] = {}
         self._root = scene.add_frame(name, show_axes=False, position=position, wxyz=wxyz, visible=visible)
-        if split:
-            pieces: Iterable[SkinPiece] = [p for p in rig.pieces if labels is None or p.label in labels]
-        else:
-            pieces = (rig.whole if labels is None else rig.merged(labels),)
-        rest_q = np.tile(np.array([1.0, 0.0, 0.0, 0.0]), (NUM_BONES, 1))
         self._meshes: list[tuple[SkinPiece, viser.MeshSkinnedHandle]] = []
+        self._stale: dict[str, viser.MeshSkinnedHandle] = {}  # hidden meshes of an earlier body model
+        self.set_rig(rig)
+        self._skeleton: viser.LineSegmentsHandle | None = None
+        self._joints: viser.PointCloudHandle | None = None
+        self.pose: RigPose | None = None
+
+    def set_rig(self, rig: BodyRig) -> None:
+        """Draw this body with ``rig`` (another body model), in place, unposed.
+
+        Each submesh is re-added under its old name, which viser's client swaps in place; meshes
+        the new body has no counterpart for are hidden, never removed: in viser 1.1.1's browser
+        client, removing a skinned mesh that was updated after it was added throws during React's
+        cleanup ("Cannot read properties of null (reading 'remove')") and blanks the page.
+        """
+        self.rig = rig
+        if self._split:
+            pieces: Iterable[SkinPiece] = [p for p in rig.pieces if self._labels is None or p.label in self._labels]
+        else:
+            pieces = (rig.whole if self._labels is None else rig.merged(self._labels),)
+        rest_q = np.tile(np.array([1.0, 0.0, 0.0, 0.0]), (NUM_BONES, 1))
+        old = {mesh.name: mesh for _, mesh in self._meshes} | self._stale
+        self._meshes = []
         for piece in pieces:
             label = "body" if piece.label is None else rig.joint_names[piece.label]
-            mesh = scene.add_mesh_skinned(
-                f"{name}/{label}",
+            mesh = self._scene.add_mesh_skinned(
+                f"{self.name}/{label}",
                 piece.vertices,
                 piece.faces,
                 bone_wxyzs=rest_q[piece.bones],
                 bone_positions=rig.rest_joints[piece.bones],
                 skin_weights=piece.skin_weights,
-                color=color,
-                opacity=opacity,
+                color=self._colors.get(piece.label, self._color) if piece.label is not None else self._color,
+                opacity=self._opacity,
                 flat_shading=False,
                 cast_shadow=False,  # shadow maps cost most of a software-rendered frame
                 receive_shadow=False,
             )
-            if on_click is not None and piece.label is not None:
-                joint = piece.label
+            old.pop(mesh.name, None)
+            if self._on_click is not None and piece.label is not None:
+                on_click, joint = self._on_click, piece.label
                 mesh.on_click(lambda _event, joint=joint: on_click(joint))
             self._meshes.append((piece, mesh))
+        for mesh in old.values():
+            mesh.visible = False
+        self._stale = old
         self._sent_q = rest_q.copy()  # the bone poses last sent: (22, 4), (22, 3)
         self._sent_p = rig.rest_joints.astype(np.float64)
-        self._skeleton: viser.LineSegmentsHandle | None = None
-        self._joints: viser.PointCloudHandle | None = None
-        self.pose: RigPose | None = None
+        self.pose = None
 
     # -- pose -----------------------------------------------------------------------------
     def set_pose(self, pose: RigPose) -> int:
@@ -163,6 +183,7 @@ class BodyHandle:
         self.set_joint_colors(self._colors)
 
     def set_opacity(self, opacity: float | None) -> None:
+        self._opacity = opacity
         for _, mesh in self._meshes:
             mesh.opacity = opacity
 
@@ -198,18 +219,8 @@ class BodyHandle:
     def meshes(self) -> list[viser.MeshSkinnedHandle]:
         return [mesh for _, mesh in self._meshes]
 
-    def remove(self) -> None:
-        """Remove the body and everything under its root from the scene.
-
-        Prefer hiding bodies for reuse (:class:`BodyPool`): in viser 1.1.1's browser client,
-        removing a skinned mesh whose bones have been posed can throw during React's cleanup
-        ("Cannot read properties of null (reading 'remove')") and blank the page.
-        """
-        self._root.remove()
-
-
 class BodyPool:
-    """Bodies that are hidden and reused instead of removed (see :meth:`BodyHandle.remove`).
+    """Bodies that are hidden and reused instead of removed (see :meth:`BodyHandle.set_rig`).
 
     ``take(key, count, make)`` returns ``count`` bodies made by ``make(index)`` for that key
     (e.g. the set of joints a ghost shows), showing them and hiding every other body in the pool.
@@ -235,9 +246,9 @@ class BodyPool:
                 if body.visible:
                     body.visible = False
 
-    def clear(self) -> None:
-        """Forget every body (after a body-model switch, whose rebuild removes them)."""
+    def set_rig(self, rig: BodyRig) -> None:
+        """Redraw every pooled body with another body model (in place), all hidden."""
         for bodies in self._bodies.values():
             for body in bodies:
-                body.remove()
-        self._bodies = {}
+                body.set_rig(rig)
+                body.visible = False

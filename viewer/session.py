@@ -86,13 +86,15 @@ class ClientSession:
         )
 
     def rebuild_bodies(self) -> None:
-        """Re-create every body for a new body model (new mesh, new bones), keeping the state."""
-        self.main.remove()
-        self.main = self._add_main()
+        """Redraw every body with a new body model (new mesh, new bones), keeping the state.
+
+        Bodies are re-drawn in place (:meth:`BodyHandle.set_rig`), never removed."""
+        stage = self.stage  # a panel's redraw may show its own stage (motion reloads its clip)
+        self.main.set_rig(self.rig)
         for panel in self.panels.values():
             panel.rebuild()
         self.apply_pose()
-        self.show_stage(self.stage)
+        self.show_stage(stage)
 
     # -- stage and camera ----------------------------------------------------------------------
     def show_stage(self, stage: str, *, frame: bool = True) -> None:

@@ -189,7 +189,7 @@ class CompletePanel(Panel):
         self.ghosts = []
 
     def rebuild(self) -> None:
-        self._pool.clear()
+        self._pool.set_rig(self.session.rig)
         self.ghosts = []
         self.hypotheses = None
         self.done = False

@@ -205,6 +205,6 @@ class EditPanel(Panel):
         session.submit("refine", run, on_done=lambda refined: session.set_pose(refined, label="keep plausible"))
 
     def rebuild(self) -> None:
-        self.gizmo = None  # removed with the old main body, its parent
-        self.handles = {}
+        # The gizmo and handles live under the main body's root, which is redrawn in place.
         self.session.pacer.post("gizmo", self._sync_gizmo)
+        self.session.pacer.post("handles", self._sync_handles)

@@ -196,7 +196,7 @@ class GeneratePanel(Panel):
 
     # -- panel ---------------------------------------------------------------------------------
     def rebuild(self) -> None:
-        self._pool.clear()
+        self._pool.set_rig(self.session.rig)
         self.bodies = []
         if self.poses is not None:
             poses, t = self.poses, self.t_shown

@@ -109,14 +109,17 @@ class InspectPanel(Panel):
         self.labels["x0_hat"].text = "x̂₀ (one-step estimate)"
 
     def _remove(self) -> None:
-        # Hidden, not removed: see BodyHandle.remove.
+        # Hidden, not removed: see BodyHandle.set_rig.
         for handle in [*self.bodies.values(), *self.labels.values()]:
             handle.visible = False
 
     def rebuild(self) -> None:
-        for handle in [*self.bodies.values(), *self.labels.values()]:
-            handle.remove()
-        self.bodies, self.labels = {}, {}
+        for body in self.bodies.values():
+            body.set_rig(self.session.rig)
+        y, top = self.session.ground_y, self.session.rig.height_m + 0.12
+        for body, label in zip(self.bodies.values(), self.labels.values()):
+            body.position = (float(body.position[0]), y, 0.0)
+            label.position = (float(body.position[0]), top, 0.0)
         if self.enabled.value:
             self.update()
 

@@ -128,8 +128,9 @@ class MotionPanel(Panel):
             return
         self.set_clip(clip)
 
-    def set_clip(self, clip: Clip) -> None:
-        """Show ``clip``: compute its joints, place it on the ground, reset noise and results."""
+    def set_clip(self, clip: Clip, *, show: bool = True) -> None:
+        """Load ``clip``: compute its joints, place it on the ground, reset noise and results; with
+        ``show``, switch the scene to the motion stage."""
         session = self.session
         self.stop_play()
         session.cancel("denoise")
@@ -161,16 +162,17 @@ class MotionPanel(Panel):
         self.denoise.disabled = self.save.disabled = self.download.disabled = True
         self.plot.visible = False
         original = session.rig.pose(clip.pose_body, root_orient=clip.root_orient, transl=clip.trans)
-        session.pacer.post("motion-setup", lambda: self._setup(original))
+        session.pacer.post("motion-setup", lambda: self._setup(original, show))
         session.mark("clip_loaded")
 
-    def _setup(self, original: RigPose) -> None:
+    def _setup(self, original: RigPose, show: bool = True) -> None:
         self._remove_all()
         self._poses = {"original": original}
         self._show_body("original", ORIGINAL_COLOR)
         self._place()
         self._draw_frame()
-        self.session.show_stage("motion")
+        if show:
+            self.session.show_stage("motion")
 
     # -- noise and denoising ---------------------------------------------------------------------
     def make_noisy(self) -> None:
@@ -326,7 +328,7 @@ class MotionPanel(Panel):
             frame.wxyz = wxyz
 
     def _show_body(self, key: str, color: tuple[int, int, int]) -> None:
-        """Show the body ``key`` (made once, then reused: see BodyHandle.remove)."""
+        """Show the body ``key`` (made once, then reused: see BodyHandle.set_rig)."""
         body = self._made.get(key)
         if body is None:
             body = self._made[key] = BodyHandle(self.session.scene, f"/motion/{key}", self.session.rig, color=color)
@@ -375,12 +377,11 @@ class MotionPanel(Panel):
     # -- panel -------------------------------------------------------------------------------------
     def rebuild(self) -> None:
         self._remove_all()
-        for body in self._made.values():
-            body.remove()
-        self._made = {}
+        for body in self._made.values():  # redrawn in place, hidden until shown again
+            body.set_rig(self.session.rig)
         if self.clip is not None:
             clip, noisy, denoised = self.clip, self.noisy_joints, self.denoised
-            self.set_clip(clip)
+            self.set_clip(clip, show=self.session.stage == "motion")
             if noisy is not None:
                 self.noisy_joints = noisy
                 self.errors_mm = {"noisy": mpjpe_mm(noisy, self.gt_joints)}
