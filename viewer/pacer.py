@@ -31,6 +31,7 @@ class Pacer:
         self._wake = threading.Event()
         self._stopped = False
         self.frames = 0
+        self.frame_cpu_s = 0.0  # this thread's CPU time in frames (computing and sending), all told
         self.applied: dict[str, int] = {}
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
@@ -79,6 +80,7 @@ class Pacer:
                 ticks = list(self._ticks.items())
                 if not ticks:
                     self._wake.clear()
+            cpu0 = time.thread_time()
             with collect_writes() as writes:
                 for key, tick in ticks:
                     _run(tick, min(dt, 0.25))
@@ -89,6 +91,7 @@ class Pacer:
                 with self._frame():
                     for write in writes:
                         _run(write)
+            self.frame_cpu_s += time.thread_time() - cpu0
             self.frames += 1
 
 
