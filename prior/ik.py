@@ -53,8 +53,10 @@ class IKOptions:
     polish_steps: int = 3
     """Then at most this many on the targets alone (stopping once within ``tol_m``): the targets
     are reached exactly where they can be, and the prior has shaped everything they leave free."""
-    prior_weight: float = 3e-4
-    """Weight of the prior term (m^2 per unit of the mean squared model-space residual)."""
+    prior_weight: float = 1.5e-4
+    """Weight of the prior term (m^2 per unit of the mean squared model-space residual). Set for
+    the shipped prior: dragging a wrist 30 cm then lowers its energy by ~0.47 against plain IK and
+    turns leg joints by at most ~0.18 rad (val poses; twice the weight: 0.22 rad)."""
     t: float = 0.1
     """Diffusion time of the prior term: small = a gentle pull towards nearby plausible poses."""
     damping: float = 3e-4
