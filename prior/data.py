@@ -263,7 +263,9 @@ def checked_file(path: str | Path, *, max_bytes: int) -> Path:
 
 
 @contextmanager
-def _open_npz(path: str | Path, *, max_bytes: int) -> Iterator[_Archive]:
+def open_npz(path: str | Path, *, max_bytes: int) -> Iterator[_Archive]:
+    """An ``.npz`` archive opened safely (size-checked, no pickle), for reading checked arrays;
+    every problem is an :class:`InputError` naming the file."""
     path = checked_file(path, max_bytes=max_bytes)
     with path.open("rb") as f:
         head = f.read(2)
@@ -416,7 +418,7 @@ def load_clip(
         InputError: ``"<file>: <problem>"`` for a missing, empty, truncated, pickled, too large
             or malformed file, a bad frame range or frame rate.
     """
-    with _open_npz(path, max_bytes=max_bytes) as archive:
+    with open_npz(path, max_bytes=max_bytes) as archive:
         clip = _clip_from_archive(archive)
     if start is not None or stop is not None:
         clip = clip.frames(start, stop)
@@ -435,7 +437,7 @@ def load_poses(path: str | Path, *, key: str | None = None, max_bytes: int = MAX
     Raises:
         InputError: ``"<file>: <problem>"`` when the file or the array is unusable.
     """
-    with _open_npz(path, max_bytes=max_bytes) as archive:
+    with open_npz(path, max_bytes=max_bytes) as archive:
         if key is None and "poses" in archive:
             return _clip_from_archive(archive).pose_body
         candidates = [key] if key is not None else ["pose_body", "body_pose", "pose_samples"]

@@ -39,10 +39,10 @@ class EvalData:
 
 def load_fid_stats(path) -> tuple[np.ndarray, np.ndarray]:
     """Frechet reference statistics ``mu (63,)``, ``sigma (63, 63)`` from an npz (checked)."""
-    from .data import _open_npz
+    from .data import open_npz
     from .errors import InputError
 
-    with _open_npz(path, max_bytes=16 * 2**20) as archive:
+    with open_npz(path, max_bytes=16 * 2**20) as archive:
         out = []
         for key, shape in (("mu", (63,)), ("sigma", (63, 63))):
             if key not in archive:

@@ -73,8 +73,13 @@ class CompletePanel(Panel):
             box.on_update(lambda _: self._mask_from_boxes())
         self.clear.on_click(lambda _: self.set_parts(()))
         self.run.on_click(lambda _: self.start())
+        self.solver.on_update(lambda _: self._show_solver_options())
+        self._show_solver_options()
         self.pick.on_update(lambda _: self._on_pick())
         self.adopt.on_click(lambda _: self.adopt_picked())
+
+    def _show_solver_options(self) -> None:
+        self.sde_steps.visible = self.solver.value == "ScoreSDE"  # the other solvers' steps are fixed
 
     # -- mask ------------------------------------------------------------------------------------
     def _mask_from_boxes(self) -> None:
