@@ -13,7 +13,6 @@ Torch files are read with ``torch.load(weights_only=True)``: no arbitrary object
 from __future__ import annotations
 
 import dataclasses
-
 import json
 import os
 import pickle

@@ -51,8 +51,9 @@ class PosteriorSchedule:
     ``steps`` ancestral steps over ``t = linspace(1, eps, steps + 1)`` use the prior's clean estimate
     ``x0_hat``; each is guided by ``guidance * grad ||obs - x0_hat||`` on the observed dims (one
     backward pass through the network; the step is clipped to ``max_guidance_step`` per pose) and
-    redone ``resample`` times after re-noising one step back. Hypothesis 0 is the consensus (mean, in model space) of ``max(H, consensus_draws)`` draws,
-    the best single answer under the prior; hypotheses 1.. are individual draws.
+    redone ``resample`` times after re-noising one step back. Hypothesis 0 is the consensus (mean,
+    in model space) of ``max(H - 1, consensus_draws)`` draws, the best single answer under the
+    prior; hypotheses 1.. are individual draws.
     """
 
     steps: int = 50
@@ -302,7 +303,6 @@ def _posterior_solve(prior, pose_body, masked, hypotheses: int, post: PosteriorS
                 x = nxt
             done += 1
             report(done, total, float(grid[i + 1]), shown(x0))
-    x = torch.where(masked_rows, x, obs)
     if post.refine is not None:
         def refine_report(step: int, total: int, t: float, x: torch.Tensor) -> None:
             report(step, total, t, shown(x))

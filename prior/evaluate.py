@@ -3,7 +3,8 @@
 Protocol (DPoser's): SMPL-X body joints from our FK with betas 0 and no root orientation;
 completion error is the MPJPE (mm) of the masked part's joints (part indices + 1), best of the
 hypotheses per pose and of hypothesis 0 alone (what ``complete(hypotheses=1)`` returns: for the
-DPS solver the consensus of its draws, for DPoser's optimisation one run), averaged over poses. Baselines on the same poses: the training mean pose, and nearest neighbours
+DPS solver the consensus of its draws, for DPoser's optimisation one run), averaged over poses.
+Baselines on the same poses: the training mean pose, and nearest neighbours
 in the training set on the visible joints' rotations (best of the 10 nearest for best-of-10).
 """
 

@@ -309,7 +309,7 @@ def load_training_data(path: str | os.PathLike, *, split: str = "train", val_spl
     """Poses from an npz with split keys (``train``/``val``, as ``amass_body_poses.npz``), or any pose file.
 
     Read and checked by ``prior.data`` (no pickles, size limits, shapes, NaN/Inf)."""
-    from .data import MAX_FILE_BYTES, open_npz, load_poses
+    from .data import MAX_FILE_BYTES, load_poses, open_npz
 
     path = Path(path)
     with open_npz(path, max_bytes=MAX_FILE_BYTES) as archive:

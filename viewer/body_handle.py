@@ -219,6 +219,7 @@ class BodyHandle:
     def meshes(self) -> list[viser.MeshSkinnedHandle]:
         return [mesh for _, mesh in self._meshes]
 
+
 class BodyPool:
     """Bodies that are hidden and reused instead of removed (see :meth:`BodyHandle.set_rig`).
 

@@ -49,30 +49,21 @@ def queue_write(write: Callable[[], object]) -> None:
 
 
 def write_bones(
-    handle: viser.MeshSkinnedHandle, wxyz: np.ndarray, positions: np.ndarray,
-    turned: np.ndarray | None = None, moved: np.ndarray | None = None,
-) -> int:
-    """Set the poses of ``handle``'s bones to ``wxyz: (B, 4)`` and ``positions: (B, 3)`` (metres,
-    mesh frame). Returns the number of bones whose pose changed (and so were sent).
-
-    ``turned`` / ``moved`` ``(B,)`` bool: which bones changed orientation / position, when the
-    caller already knows (a body compares its 22 bones once for all its submeshes); by default
-    they are found by comparing with the handle's stored bone poses."""
+    handle: viser.MeshSkinnedHandle, wxyz: np.ndarray, positions: np.ndarray, turned: np.ndarray, moved: np.ndarray,
+) -> None:
+    """Send the bones of ``handle`` that changed: orientation ``wxyz: (B, 4)`` where ``turned (B,)``,
+    position ``positions: (B, 3)`` (metres, mesh frame) where ``moved (B,)``. The caller knows what
+    changed (a body compares its 22 bones once, against what it last sent, for all its submeshes)."""
     bones = handle.bones
-    if turned is None or moved is None:
-        turned = np.abs(np.stack([b.wxyz for b in bones]) - wxyz).max(1) > BONE_TOL
-        moved = np.abs(np.stack([b.position for b in bones]) - positions).max(1) > BONE_TOL
-    changed = np.flatnonzero(turned | moved)
-    if len(changed) == 0:
-        return 0
     impl = getattr(bones[0], "_impl", None)
     mesh_impl = getattr(impl, "mesh_impl", None)
     queue = getattr(getattr(mesh_impl, "api", None), "_queue_scene_message", None)
     if queue is None or SetBoneOrientationMessage is None or mesh_impl.removed:
-        for i in changed:
+        for i in np.flatnonzero(turned):
             bones[i].wxyz = wxyz[i]
+        for i in np.flatnonzero(moved):
             bones[i].position = positions[i]
-        return len(changed)
+        return
     name = impl.name
     for i in np.flatnonzero(turned).tolist():  # only what changed: a root bone never moves, for one
         q = wxyz[i]
@@ -82,4 +73,3 @@ def write_bones(
         p = positions[i]
         bones[i]._impl.position[:] = p
         queue(SetBonePositionMessage(name, i, (float(p[0]), float(p[1]), float(p[2]))))
-    return len(changed)

@@ -92,14 +92,10 @@ class InspectPanel(Panel):
                 handle.visible = True
             session.frame_camera()
         if not self.bodies:
-            y = session.ground_y
-            for k, (key, color) in enumerate((("x_t", XT_COLOR), ("x0_hat", X0_COLOR))):
-                x = OFFSET_M * (k + 1)
-                self.bodies[key] = BodyHandle(session.scene, f"/pose/inspect/{key}", session.rig, color=color,
-                                              position=(x, y, 0.0))
-                self.labels[key] = session.scene.add_label(
-                    f"/pose/inspect/label_{key}", "", position=(x, session.rig.height_m + 0.12, 0.0), anchor="bottom-center"
-                )
+            for key, color in (("x_t", XT_COLOR), ("x0_hat", X0_COLOR)):
+                self.bodies[key] = BodyHandle(session.scene, f"/pose/inspect/{key}", session.rig, color=color)
+                self.labels[key] = session.scene.add_label(f"/pose/inspect/label_{key}", "", anchor="bottom-center")
+            self._place()
             session.frame_camera()
         self.x_t, self.x0_hat = x_t, x0_hat
         poses = session.rig.pose(np.stack([x_t, x0_hat]))
@@ -113,13 +109,18 @@ class InspectPanel(Panel):
         for handle in [*self.bodies.values(), *self.labels.values()]:
             handle.visible = False
 
+    def _place(self) -> None:
+        """Stand the bodies side by side on the ground, each label above its body's head."""
+        y, top = self.session.ground_y, self.session.rig.height_m + 0.12
+        for k, key in enumerate(self.bodies):
+            x = OFFSET_M * (k + 1)
+            self.bodies[key].position = (x, y, 0.0)
+            self.labels[key].position = (x, top, 0.0)
+
     def rebuild(self) -> None:
         for body in self.bodies.values():
             body.set_rig(self.session.rig)
-        y, top = self.session.ground_y, self.session.rig.height_m + 0.12
-        for body, label in zip(self.bodies.values(), self.labels.values()):
-            body.position = (float(body.position[0]), y, 0.0)
-            label.position = (float(body.position[0]), top, 0.0)
+        self._place()
         if self.enabled.value:
             self.update()
 
