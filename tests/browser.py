@@ -163,14 +163,17 @@ def set_gui_number(page: Any, label: str, value: float) -> None:
 
 
 def click(locator: Any) -> None:
-    """Click a control once it is visible.
+    """Click a control once it is visible and enabled in the page.
 
     Playwright's full actionability wait (the element must stay still over consecutive animation
     frames and be the hit target) takes 10-20 s per click here while the page renders WebGL in
-    software on a busy 2-core machine; visibility is what matters for these controls.
+    software on a busy 2-core machine; visibility is what matters for these controls. A
+    force-click on a button the server has enabled but the page has not yet is silently lost, so
+    the enabled state is waited for explicitly.
     """
     try:
         locator.first.wait_for(state="visible", timeout=30_000)
+        wait_until(lambda: locator.first.is_enabled(), what=f"{locator} enabled in the page")
         locator.first.click(force=True, timeout=30_000)
     except Exception as exc:
         errors = getattr(locator.page, "errors", [])
