@@ -105,6 +105,32 @@ def axis_angle_to_matrix(axis_angle: Tensor) -> Tensor:
     return eye + a * k + b * (k @ k)
 
 
+def matrix_to_axis_angle(rot: Tensor) -> Tensor:
+    """Axis-angle vectors ``(..., 3)`` (radians, angle in [0, pi]) from rotation matrices ``(..., 3, 3)``.
+
+    Through a unit quaternion built from the largest of its four components (Shepperd's method),
+    so it is accurate at every angle, zero and pi included.
+    """
+    m = rot.reshape(-1, 3, 3)
+    m00, m11, m22 = m[:, 0, 0], m[:, 1, 1], m[:, 2, 2]
+    # 4 q_i^2 for q = (w, x, y, z); each row of ``candidates`` is 4 q_i q for one i.
+    squares = torch.stack([1 + m00 + m11 + m22, 1 + m00 - m11 - m22, 1 - m00 + m11 - m22, 1 - m00 - m11 + m22], -1)
+    rows = torch.stack([
+        torch.stack([squares[:, 0], m[:, 2, 1] - m[:, 1, 2], m[:, 0, 2] - m[:, 2, 0], m[:, 1, 0] - m[:, 0, 1]], -1),
+        torch.stack([m[:, 2, 1] - m[:, 1, 2], squares[:, 1], m[:, 1, 0] + m[:, 0, 1], m[:, 0, 2] + m[:, 2, 0]], -1),
+        torch.stack([m[:, 0, 2] - m[:, 2, 0], m[:, 1, 0] + m[:, 0, 1], squares[:, 2], m[:, 2, 1] + m[:, 1, 2]], -1),
+        torch.stack([m[:, 1, 0] - m[:, 0, 1], m[:, 0, 2] + m[:, 2, 0], m[:, 2, 1] + m[:, 1, 2], squares[:, 3]], -1),
+    ], 1)
+    best = squares.argmax(-1)
+    q = rows[torch.arange(len(m), device=m.device), best]
+    q = q / q.norm(dim=-1, keepdim=True)
+    q = torch.where(q[:, :1] < 0, -q, q)  # w >= 0: angle in [0, pi]
+    sin_half = q[:, 1:].norm(dim=-1, keepdim=True)
+    angle = 2 * torch.atan2(sin_half, q[:, :1])
+    scale = torch.where(sin_half > 1e-8, angle / sin_half.clamp_min(1e-12), torch.full_like(angle, 2.0))
+    return (q[:, 1:] * scale).reshape(*rot.shape[:-2], 3)
+
+
 def depth_order(parents: Sequence[int]) -> tuple[np.ndarray, list[int]]:
     """Non-root joints sorted by tree depth, and the boundaries of each depth level.
 

@@ -259,15 +259,23 @@ class Eval(Common):
 
 @dataclass(kw_only=True)
 class Denoise(Common):
-    """Denoise a motion clip (DPoser's experiment): noise its joints, fit body poses with the prior."""
+    """Denoise motion: fit body poses with the prior to noisy joints. With --clip, DPoser's
+    experiment (noise a clip's joints, denoise, compare with the clean ones); with --joints, your
+    own observed 3D joints (NaN = not seen in that frame)."""
 
-    clip: Path
-    """Input clip .npz (AMASS SMPL-X / SMPL+H, or pose_body with root_orient): the ground truth."""
     out: Path
-    """Output AMASS-style .npz of the denoised clip (pose_body, root_orient, trans when known,
-    mocap_frame_rate, ...) plus noisy_joints (T, 22, 3)."""
-    noise_std: float = 0.04
-    """Gaussian noise added to every joint coordinate, metres."""
+    """Output AMASS-style .npz of the denoised clip (pose_body, root_orient, trans when known or
+    fitted, mocap_frame_rate, ...) plus noisy_joints (T, 22, 3), the observations."""
+    clip: Path | None = None
+    """Input clip .npz (AMASS SMPL-X / SMPL+H, or pose_body with root_orient): the ground truth."""
+    joints: Path | None = None
+    """Observed joints .npz instead of --clip: 'joints' (or 'noisy_joints', 'keypoints3d',
+    'joints3d') (T, J >= 22, 3) in metres, SMPL-X joints 0..21 first; optional root_orient, trans,
+    betas, mocap_frame_rate. A root it lacks is fitted."""
+    joints_key: str | None = None
+    """The array of --joints to read (default: the first of the names above)."""
+    noise_std: float | None = None
+    """Gaussian noise added to every joint coordinate, metres (default 0.04 with --clip, 0 with --joints)."""
     observed: str | None = None
     """Observed joints (default all 22): SMPL-X indices 0..21, names (left_wrist) or parts (legs), comma-separated."""
     window: int = 300
@@ -275,45 +283,79 @@ class Denoise(Common):
     overlap: int = 30
     """Frames shared by neighbouring windows."""
     fit_root: bool = False
-    """Also fit the root orientation and translation instead of taking them from the clip."""
+    """Also fit the root orientation and translation instead of taking them from the input (always
+    on for --joints without root_orient and trans)."""
     seed: int | None = None
     """Random seed: the same seed gives the same noise and the same result."""
     metrics: Path | None = None
-    """Also write MPJPE (mm) of the noisy input and of the result to this JSON file."""
+    """Also write metrics to this JSON file: distance of the result to the observations (fit_mm),
+    and with --clip MPJPE (mm) of the noisy input and of the result against the clean joints."""
 
     def run(self) -> None:
         import json
 
-        from .data import clip_arrays, load_clip
-        from .motion import DenoiseOptions, denoise_clip, denoised_clip, parse_observed
+        from .data import clip_arrays, load_clip, load_joints
+        from .motion import DenoiseOptions, add_joint_noise, denoise_clip, denoise_motion, denoised_clip, parse_observed
         from .npzio import save_npz, write_text_atomic
 
-        if not self.noise_std >= 0:
-            raise InputError(f"--noise-std must be >= 0 metres (got {self.noise_std})")
+        if (self.clip is None) == (self.joints is None):
+            raise InputError("give exactly one of --clip (a clip to noise and denoise) and --joints (observed joints)")
+        noise_std = self.noise_std if self.noise_std is not None else (0.04 if self.clip is not None else 0.0)
+        if not noise_std >= 0:
+            raise InputError(f"--noise-std must be >= 0 metres (got {noise_std})")
+        source = self.clip if self.clip is not None else self.joints
+        track = clip = None
+        if self.clip is not None:
+            clip = load_clip(self.clip)
+        else:
+            track = load_joints(self.joints, key=self.joints_key)
+        fit_root = self.fit_root or (track is not None and (track.root_orient is None or track.trans is None))
         try:
-            options = DenoiseOptions(window=self.window, overlap=self.overlap, fit_root=self.fit_root)
+            options = DenoiseOptions(window=self.window, overlap=self.overlap, fit_root=fit_root)
             observed = None if self.observed is None else parse_observed(self.observed)
         except ValueError as e:
             raise InputError(str(e)) from None
-        clip = load_clip(self.clip)
         prior, body = self.load_prior(), self.load_body()
         bar = _Bar("denoise")
         try:
-            res = denoise_clip(prior, body, clip, noise_std_m=self.noise_std, observed=observed, options=options,
-                               seed=self.seed, callback=bar)
+            if clip is not None:
+                res = denoise_clip(prior, body, clip, noise_std_m=noise_std, observed=observed, options=options,
+                                   seed=self.seed, callback=bar)
+            else:
+                assert track is not None
+                obs = add_joint_noise(torch.from_numpy(track.joints), noise_std, seed=self.seed)
+
+                def given(x: np.ndarray | None) -> torch.Tensor | None:
+                    return None if x is None else torch.from_numpy(x)
+
+                res = denoise_motion(
+                    prior, body, obs, root_orient=given(track.root_orient), trans=given(track.trans),
+                    betas=given(track.betas), observed=observed, options=options,
+                    seed=None if self.seed is None else self.seed + 1, callback=bar,
+                )
+        except ValueError as e:  # observations the solver cannot use (e.g. none seen)
+            raise InputError(str(e), source) from None
         finally:
             bar.close()
         assert res.noisy_joints is not None
-        save_npz(self.out, clip_arrays(denoised_clip(clip, res)) | {"noisy_joints": res.noisy_joints.numpy()})
+        if clip is not None:
+            fitted = denoised_clip(clip, res)
+        else:
+            assert track is not None
+            trans = None if res.trans is None else res.trans.numpy()
+            fitted = track.as_clip(res.pose_body.numpy(), res.root_orient.numpy(), trans)
+        save_npz(self.out, clip_arrays(fitted) | {"noisy_joints": res.noisy_joints.numpy()})
         if self.metrics is not None:
             report = {
-                "clip": str(self.clip), "frames": clip.num_frames, "fps": clip.fps, "noise_std_m": self.noise_std,
-                "seed": self.seed, "observed": list(observed or range(22)), "fit_root": self.fit_root,
-                "mpjpe_in_mm": res.mpjpe_in_mm, "mpjpe_out_mm": res.mpjpe_out_mm,
+                "input": str(source), "frames": fitted.num_frames, "fps": fitted.fps, "noise_std_m": noise_std,
+                "seed": self.seed, "observed": list(observed or range(22)), "fit_root": fit_root,
+                **res.metrics,
             }
             write_text_atomic(self.metrics, json.dumps(report, indent=2))
-        print(f"wrote {self.out}: {clip.num_frames} frames, MPJPE {res.mpjpe_in_mm:.1f} -> {res.mpjpe_out_mm:.1f} mm",
-              file=sys.stderr)
+        summary = f"fit {res.fit_mm:.1f} mm to the observations"
+        if res.mpjpe_in_mm is not None:
+            summary = f"MPJPE {res.mpjpe_in_mm:.1f} -> {res.mpjpe_out_mm:.1f} mm"
+        print(f"wrote {self.out}: {fitted.num_frames} frames, {summary}", file=sys.stderr)
 
 
 SUBCOMMANDS: dict[str, type[Common]] = {"generate": Generate, "complete": Complete, "train": Train, "eval": Eval, "denoise": Denoise}

@@ -457,6 +457,90 @@ def load_poses(path: str | Path, *, key: str | None = None, max_bytes: int = MAX
         return _checked_floats(value.reshape(-1, POSE_DIM), found, archive.path, POSE_DIM, what="(N, 63)")
 
 
+JOINT_KEYS = ("joints", "noisy_joints", "keypoints3d", "joints3d")
+_BODY_JOINTS = 22  # SMPL-X joints 0..21 (pelvis and the 21 body joints), shared by SMPL+H and SMPL
+
+
+@dataclass(frozen=True)
+class JointTrack:
+    """Observed 3D joints of a motion (e.g. mocap markers turned joints, or a 3D keypoint
+    detector's output): what :func:`prior.motion.denoise_motion` fits body poses to."""
+
+    joints: np.ndarray
+    """``(T, 22, 3)`` float32 SMPL-X joints 0..21 in metres; NaN where a joint was not seen."""
+    root_orient: np.ndarray | None = None
+    """``(T, 3)`` known root orientation, or None (then it is fitted)."""
+    trans: np.ndarray | None = None
+    """``(T, 3)`` known root translation, or None (then it is fitted)."""
+    betas: np.ndarray | None = None
+    fps: float = DEFAULT_FPS
+    fps_assumed: bool = True
+    key: str = "joints"
+    """The array the joints were read from."""
+    source: str | None = None
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.joints.shape[0])
+
+    @property
+    def seen(self) -> np.ndarray:
+        """``(T, 22)`` bool: which joints were seen in which frames."""
+        return np.isfinite(self.joints).all(-1)
+
+    def as_clip(self, pose_body: np.ndarray, root_orient: np.ndarray, trans: np.ndarray | None) -> Clip:
+        """A clip of fitted parameters with this track's frame rate, shape and source."""
+        return Clip(
+            pose_body=pose_body.astype(np.float32), root_orient=root_orient.astype(np.float32),
+            trans=None if trans is None else trans.astype(np.float32), betas=self.betas, fps=self.fps,
+            fps_assumed=self.fps_assumed, source=self.source,
+        )
+
+
+def load_joints(path: str | Path, *, key: str | None = None, max_bytes: int = MAX_FILE_BYTES) -> JointTrack:
+    """Observed joints from an ``.npz``: ``key``, else the first of :data:`JOINT_KEYS`, an array
+    ``(T, J, 3)`` or ``(T, 3 J)`` in metres whose first 22 joints are SMPL-X joints 0..21 in SMPL-X
+    order (SMPL, SMPL+H and SMPL-X share them; a body model's full joint output works). NaN marks a
+    joint not seen in a frame. Optional ``root_orient`` / ``global_orient``, ``trans`` / ``transl``
+    (``(T, 3)``), ``betas`` and ``mocap_frame_rate`` / ``fps``.
+
+    Raises:
+        InputError: ``"<file>: <problem>"`` for an unusable file or array (Inf, no finite joint,
+            too few joints, a frame count that disagrees).
+    """
+    with open_npz(path, max_bytes=max_bytes) as archive:
+        candidates = [key] if key is not None else list(JOINT_KEYS)
+        found = next((k for k in candidates if k in archive), None)
+        if found is None:
+            found_keys = ", ".join(map(repr, archive.files)) or "nothing"
+            wanted = repr(key) if key is not None else "joints: " + ", ".join(map(repr, JOINT_KEYS))
+            raise InputError(f"has no {wanted} (found {found_keys})", archive.path)
+        value = archive.raw(found)
+        if value.ndim == 2 and value.shape[1] % 3 == 0:
+            value = value.reshape(value.shape[0], -1, 3)
+        if value.ndim != 3 or value.shape[2] != 3 or value.shape[1] < _BODY_JOINTS or value.shape[0] == 0:
+            raise InputError(f"{found!r} has shape {value.shape}, expected (T, J, 3) with J >= {_BODY_JOINTS}", archive.path)
+        if not np.issubdtype(value.dtype, np.number):
+            raise InputError(f"{found!r} has dtype {value.dtype}, expected numbers", archive.path)
+        joints = value[:, :_BODY_JOINTS].astype(np.float32)
+        if np.isinf(joints).any():
+            raise InputError(f"{found!r} contains Inf (mark unseen joints with NaN)", archive.path)
+        if np.isnan(joints).all():
+            raise InputError(f"{found!r} has no finite joint position", archive.path)
+        frames = joints.shape[0]
+
+        def optional(*names: str) -> np.ndarray | None:
+            name = next((n for n in names if n in archive), None)
+            return None if name is None else archive.floats(name, 3, frames=frames)
+
+        rate_key = next((k for k in ("mocap_frame_rate", "mocap_framerate", "fps") if k in archive), None)
+        return JointTrack(
+            joints=joints, root_orient=optional("root_orient", "global_orient"), trans=optional("trans", "transl"),
+            betas=_betas(archive, "betas"), fps=archive.number(rate_key) if rate_key else DEFAULT_FPS,
+            fps_assumed=rate_key is None, key=found, source=str(archive.path),
+        )
+
+
 # ----------------------------------------------------------------------------------------------
 # Writing
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .body import BodyModel, axis_angle_to_matrix, depth_order, forward_kinematics
+from .body import BodyModel, axis_angle_to_matrix, depth_order, forward_kinematics, matrix_to_axis_angle
 from .completion import Adam, DPoserSchedule, prior_residual, prior_weights
 from .data import Clip
 from .metrics import mpjpe_mm
@@ -90,9 +90,11 @@ class DenoiseResult:
     noisy_joints: torch.Tensor | None = None
     """``(T, 22, 3)`` the observations the poses were fitted to."""
     mpjpe_in_mm: float | None = None
-    """MPJPE of the noisy input against ``gt_joints`` over the observed joints, when given."""
+    """MPJPE of the noisy input against ``gt_joints`` over the observed entries, when given."""
     mpjpe_out_mm: float | None = None
     """MPJPE of the result against ``gt_joints`` over all 22 joints, when given."""
+    fit_mm: float | None = None
+    """Mean distance (mm) of the result's joints to the observations, over the observed entries."""
     metrics: dict[str, float] = field(default_factory=dict)
 
 
@@ -124,6 +126,50 @@ def skeleton_joints(
     if transl is not None:
         joints = joints + transl.expand(*lead, 3).reshape(batch, 1, 3)
     return joints.reshape(*lead, NUM_JOINTS, 3)
+
+
+TORSO_JOINTS = (0, 1, 2, 3, 6, 9)  # pelvis, hips, spine1..3: rigid enough to place the root
+
+
+def root_from_joints(
+    body: BodyModel, joints: torch.Tensor, *, observed: Sequence[int] | None = None, betas: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Root orientations ``(T, 3)`` (axis-angle) that turn the rest skeleton's torso onto observed
+    ``joints (T, 22, 3)`` (NaN = not seen in that frame): per frame, the rotation that best maps the
+    rest pelvis, hips and spine (about their centroid) onto the observed ones (Kabsch). Frames that
+    see fewer than three of them are interpolated from their neighbours (zero rotation when no frame
+    does). A start for fitting the root, not a fit of the pose.
+    """
+    torso = [j for j in TORSO_JOINTS if observed is None or j in set(observed)]
+    if len(torso) < 3:
+        return joints.new_zeros(joints.shape[0], 3)
+    rest = body.rest_joints(betas).reshape(-1, body.num_joints, 3)[0, torso].to(joints)
+    seen = torch.isfinite(joints[:, torso]).all(-1)  # (T, k)
+    w = seen.to(joints.dtype)[..., None]
+    obs = torch.nan_to_num(joints[:, torso]) * w
+    count = w.sum(1, keepdim=True).clamp_min(1)
+    a = (rest - (rest * w).sum(1, keepdim=True) / count) * w  # each frame centres on what it sees
+    b = obs - obs.sum(1, keepdim=True) / count * w
+    u, _, vh = torch.linalg.svd(a.transpose(-1, -2) @ b)  # (T, 3, 3): a^T b = u s vh
+    v, ut = vh.transpose(-1, -2), u.transpose(-1, -2)
+    flip = torch.ones(joints.shape[0], 3, dtype=joints.dtype, device=joints.device)
+    flip[:, 2] = torch.sign(torch.linalg.det(v @ ut))  # a proper rotation, never a reflection
+    root = matrix_to_axis_angle(v @ torch.diag_embed(flip) @ ut)
+    return fill_gaps(root, seen.sum(1) >= 3)
+
+
+def fill_gaps(track: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """``track (T, D)`` with the rows where ``valid (T,)`` is False linearly interpolated from the
+    nearest valid rows (held constant beyond the first and last); zeros when none is valid."""
+    if bool(valid.all()):
+        return track
+    if not bool(valid.any()):
+        return torch.zeros_like(track)
+    frames = torch.arange(len(track), dtype=torch.float64).numpy()
+    known = valid.cpu().numpy()
+    values = track.detach().cpu().double().numpy()
+    filled = np.stack([np.interp(frames, frames[known], values[known, d]) for d in range(track.shape[1])], 1)
+    return torch.as_tensor(filled, dtype=track.dtype, device=track.device)
 
 
 def add_joint_noise(joints: torch.Tensor, std_m: float, *, seed: int | None = None) -> torch.Tensor:
@@ -196,9 +242,11 @@ def denoise_motion(
     Args:
         prior: the pose prior.
         body: the body model whose joints were observed (its first 22 joints, SMPL-X 0..21).
-        noisy_joints: ``(T, 22, 3)`` observed joint positions, metres; entries of joints not in
-            ``observed`` are ignored (they may be NaN).
-        root_orient: ``(T, 3)`` root orientation (axis-angle), or None for zero rotation.
+        noisy_joints: ``(T, 22, 3)`` observed joint positions, metres. NaN marks a joint not seen
+            in a frame (the prior and the temporal term fill it); entries of joints not in
+            ``observed`` are ignored.
+        root_orient: ``(T, 3)`` root orientation (axis-angle), or None: zero rotation, or with
+            ``options.fit_root`` a start from the observed torso (:func:`root_from_joints`).
         trans: ``(T, 3)`` root translation (metres), or None for none.
         betas: ``(NB,)`` body shape, or None for the mean shape.
         observed: SMPL-X joints (0..21) that were observed; None = all 22.
@@ -220,18 +268,26 @@ def denoise_motion(
     obs_idx = list(range(NUM_JOINTS)) if observed is None else sorted({int(j) for j in observed})
     if not obs_idx or not all(0 <= j < NUM_JOINTS for j in obs_idx):
         raise ValueError(f"observed must list joints in 0..{NUM_JOINTS - 1}, got {observed}")
-    if not torch.isfinite(noisy[:, obs_idx]).all():
-        raise ValueError("noisy_joints has NaN or Inf on observed joints")
+    if torch.isinf(noisy[:, obs_idx]).any():
+        raise ValueError("noisy_joints has Inf on observed joints (mark unseen joints with NaN)")
+    seen = torch.isfinite(noisy).all(-1)  # (T, 22)
+    seen[:, [j for j in range(NUM_JOINTS) if j not in obs_idx]] = False
+    if not bool(seen.any()):
+        raise ValueError("noisy_joints has no observation (every observed joint is NaN in every frame)")
     root = torch.zeros(frames, 3, device=device) if root_orient is None else as_tensor(root_orient, device)
     shift = None if trans is None else as_tensor(trans, device)
     for name, value in (("root_orient", root), ("trans", shift)):
         if value is not None and value.shape != (frames, 3):
             raise ValueError(f"{name} must be ({frames}, 3), got {tuple(value.shape)}")
     shape = None if betas is None else as_tensor(betas, device)
+    if options.fit_root and root_orient is None:
+        root = root_from_joints(body, torch.where(seen[..., None], noisy, torch.nan), betas=shape)
     if options.fit_root and shift is None:
         # Start the root where the pelvis was seen (pelvis = rest pelvis + translation).
         rest_pelvis = body.rest_joints(shape)[..., 0, :].reshape(3)
-        shift = noisy[:, 0] - rest_pelvis if 0 in obs_idx else torch.zeros(frames, 3, device=device)
+        shift = fill_gaps(torch.nan_to_num(noisy[:, 0]) - rest_pelvis, seen[:, 0])
+    observations = noisy
+    noisy = torch.nan_to_num(noisy)
 
     starts = window_starts(frames, options.window, options.overlap)
     length = min(frames, options.window)
@@ -265,7 +321,7 @@ def denoise_motion(
                 callback(Progress("denoise", done, total, t, cpu_copy(assemble(solved)[:, :POSE_DIM])))
 
         solved[group] = _solve_windows(
-            prior, body, cut(noisy, group), obs_idx, cut(params, group), shape,
+            prior, body, cut(noisy, group), cut(seen[:, obs_idx].to(noisy.dtype), group), obs_idx, cut(params, group), shape,
             fit_root=options.fit_root, has_trans=shift is not None, options=options, gen=gen, report=report,
             cancel=cancel,
         )
@@ -278,15 +334,18 @@ def denoise_motion(
         joints = skeleton_joints(body, pose_body, global_orient=root_out, transl=trans_out, betas=shape)
     result = DenoiseResult(
         pose_body=pose_body.cpu(), joints=joints.cpu(), root_orient=root_out.cpu(),
-        trans=None if trans_out is None else trans_out.cpu(), noisy_joints=noisy.cpu(),
+        trans=None if trans_out is None else trans_out.cpu(), noisy_joints=observations.cpu(),
     )
+    fit = (joints - noisy).norm(dim=-1)[seen]
+    result.fit_mm = float(1000 * fit.mean())
+    result.metrics = {"fit_mm": result.fit_mm, "observed_fraction": float(seen[:, obs_idx].float().mean())}
     if gt_joints is not None:
         gt = as_tensor(gt_joints, device)
         if gt.shape != (frames, NUM_JOINTS, 3):
             raise ValueError(f"gt_joints must be ({frames}, {NUM_JOINTS}, 3), got {tuple(gt.shape)}")
-        result.mpjpe_in_mm = float(mpjpe_mm(noisy[:, obs_idx].cpu(), gt[:, obs_idx].cpu()).mean())
+        result.mpjpe_in_mm = float(1000 * (noisy - gt).norm(dim=-1)[seen].mean())
         result.mpjpe_out_mm = float(mpjpe_mm(joints.cpu(), gt.cpu()).mean())
-        result.metrics = {"mpjpe_in_mm": result.mpjpe_in_mm, "mpjpe_out_mm": result.mpjpe_out_mm}
+        result.metrics |= {"mpjpe_in_mm": result.mpjpe_in_mm, "mpjpe_out_mm": result.mpjpe_out_mm}
     return result
 
 
@@ -364,6 +423,7 @@ def _solve_windows(
     prior: PosePrior,
     body: BodyModel,
     noisy: torch.Tensor,
+    seen: torch.Tensor,
     obs_idx: list[int],
     start: torch.Tensor,
     betas: torch.Tensor | None,
@@ -376,13 +436,15 @@ def _solve_windows(
     cancel: CancelFlag | None,
 ) -> torch.Tensor:
     """Optimise ``start: (W, L, 69)`` (pose 63, root 3, translation 3) of ``W`` windows of ``L``
-    frames against ``noisy: (W, L, 22, 3)`` together; returns the optimum, same shape."""
+    frames against ``noisy: (W, L, 22, 3)`` together, where ``seen: (W, L, len(obs_idx))`` is 1
+    (0 for an entry not seen: it has no data term); returns the optimum, same shape."""
     windows, length = start.shape[:2]
     schedule = options.schedule
     times = torch.as_tensor(schedule.times(), dtype=torch.float32, device=prior.device)
     sched = prior.schedule(times)
     weight = prior_weights(sched)
     observed = noisy[:, :, obs_idx]
+    seen_count = seen.sum().clamp_min(1)  # = the mean over entries when all are seen (DPoser's)
     free = slice(None) if fit_root else slice(0, POSE_DIM)
     params = start.clone()
     adam = Adam(schedule.lr)
@@ -397,7 +459,8 @@ def _solve_windows(
             body, full[..., :POSE_DIM], global_orient=full[..., POSE_DIM : POSE_DIM + 3],
             transl=full[..., POSE_DIM + 3 :] if has_trans else None, betas=betas,
         )
-        loss = (options.data_weight / (1 + it * it)) * _distance(joints[:, :, obs_idx] - observed).mean()
+        data = (_distance(joints[:, :, obs_idx] - observed) * seen).sum() / seen_count
+        loss = (options.data_weight / (1 + it * it)) * data
         if length > 1:
             loss = loss + (options.temporal_weight * (1 + it)) * _distance(joints[:, 1:] - joints[:, :-1]).mean()
         (grad,) = torch.autograd.grad(loss, var)

@@ -15,8 +15,8 @@ import torch
 from prior_helpers import DATA, OFFICIAL_CKPT
 
 from prior import Cancelled
-from prior.body import axis_angle_to_matrix
-from prior.data import load_clip, save_clip
+from prior.body import axis_angle_to_matrix, matrix_to_axis_angle
+from prior.data import load_clip, load_joints, save_clip
 from prior.metrics import mpjpe_mm
 from prior.motion import (
     MOTION_SCHEDULE,
@@ -27,6 +27,7 @@ from prior.motion import (
     denoise_clip,
     denoise_motion,
     parse_observed,
+    root_from_joints,
     window_starts,
 )
 
@@ -111,6 +112,57 @@ def test_root_can_be_fitted_from_a_rough_start(official, body, gesture):
     assert fitted.mpjpe_out_mm < held.mpjpe_out_mm
 
 
+def turned_clip(clip, turn_rad: float):
+    """``clip`` turned about the vertical (Y) axis and walking along a line: a root to recover."""
+    turn = axis_angle_to_matrix(torch.tensor([0.0, turn_rad, 0.0]))
+    root = matrix_to_axis_angle(turn @ axis_angle_to_matrix(torch.from_numpy(clip.root_orient)))
+    path = np.linspace([0.0, 0.9, 0.0], [0.5, 0.9, 0.2], clip.num_frames).astype(np.float32)
+    return dataclasses.replace(clip, root_orient=root.numpy().astype(np.float32), trans=path)
+
+
+def with_gaps(joints: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``joints`` with NaN where not seen: 10% of entries at random, and the left elbow and wrist
+    for 16 frames in a row (an occlusion). Returns the observations and the ``(T, 22)`` gap mask."""
+    gap = torch.rand(joints.shape[:2], generator=torch.Generator().manual_seed(seed)) < 0.1
+    gap[10:26, [18, 20]] = True
+    out = joints.clone()
+    out[gap] = torch.nan
+    return out, gap
+
+
+def test_root_from_joints_recovers_a_rigid_torso(body):
+    true = matrix_to_axis_angle(axis_angle_to_matrix(torch.randn(6, 3, generator=torch.Generator().manual_seed(0))))
+    joints = body.joints(torch.zeros(6, 63), global_orient=true, transl=torch.randn(6, 3))[:, :22]
+    joints[2, [1, 6]] = torch.nan  # a frame that sees four of the six torso joints still works
+    joints[4, :] = torch.nan  # a frame that sees nothing is interpolated from its neighbours
+    est = root_from_joints(body, joints)
+    rot = axis_angle_to_matrix(est)
+    assert torch.allclose(rot[[0, 1, 2, 3, 5]], axis_angle_to_matrix(true)[[0, 1, 2, 3, 5]], atol=1e-4)
+    assert torch.allclose(est[4], (est[3] + est[5]) / 2)
+    assert torch.equal(root_from_joints(body, joints, observed=[0, 1, 12]), torch.zeros(6, 3))  # too few
+
+
+def test_denoising_observed_joints_with_gaps_and_an_unknown_root(trained, body, gesture):
+    clip = turned_clip(gesture.frames(0, 40), 2.5)  # facing almost backwards: a zero root is far off
+    gt = clip_joints(body, clip)
+    noisy, gap = with_gaps(add_joint_noise(gt, 0.04, seed=0), seed=3)
+    res = denoise_motion(trained, body, noisy, gt_joints=gt, seed=1, options=DenoiseOptions(fit_root=True))
+    assert res.mpjpe_in_mm == pytest.approx(64, rel=0.1)  # over the seen entries only
+    assert res.mpjpe_out_mm < 0.4 * res.mpjpe_in_mm, res.metrics
+    err = (res.joints - gt).norm(dim=-1) * 1000
+    assert float(err[10:26, [18, 20]].mean()) < 0.5 * res.mpjpe_in_mm, "the occluded arm was not filled"
+    assert torch.equal(torch.isnan(res.noisy_joints).any(-1), gap)  # the observations as given
+    assert res.metrics["observed_fraction"] == pytest.approx(1 - float(gap.float().mean()))
+    assert 30 < res.fit_mm < res.mpjpe_in_mm  # close to the noise, which it does not chase
+
+    # The torso start matters when the body faces away: from a zero root the fit is worse.
+    zero = denoise_motion(trained, body, noisy, root_orient=torch.zeros(40, 3), gt_joints=gt, seed=1,
+                          options=DenoiseOptions(fit_root=True))
+    assert res.mpjpe_out_mm < 0.8 * zero.mpjpe_out_mm, (res.mpjpe_out_mm, zero.mpjpe_out_mm)
+    with pytest.raises(ValueError, match="no observation"):
+        denoise_motion(trained, body, torch.full((4, 22, 3), torch.nan))
+
+
 def test_streams_the_whole_clip_is_seeded_and_cancels(official, body, gesture):
     clip = gesture.frames(0, 12)
     noisy = add_joint_noise(clip_joints(body, clip), 0.04, seed=0)
@@ -178,4 +230,53 @@ def test_cli_denoise_bad_input_is_one_line_exit_2(tmp_path):
     proc = dposer("denoise", "--ckpt", OFFICIAL_CKPT, "--clip", tmp_path / "missing.npz", "--out", out)
     lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
     assert proc.returncode == 2 and len(lines) == 1 and "missing.npz" in lines[0], proc.stderr
+    assert not out.exists()
+
+
+def test_cli_denoises_observed_joints_from_a_file(tmp_path, body, gesture):
+    clip = turned_clip(gesture.frames(0, 24), 1.0)
+    gt = clip_joints(body, clip)
+    noisy, gap = with_gaps(add_joint_noise(gt, 0.03, seed=5), seed=6)
+    # A detector's layout: all of a body model's joints, SMPL-X order first; no root, no translation.
+    full = body.joints(torch.from_numpy(clip.pose_body), global_orient=torch.from_numpy(clip.root_orient),
+                       transl=torch.from_numpy(clip.trans))
+    full[:, :22] = noisy
+    src = tmp_path / "keypoints.npz"
+    np.savez(src, keypoints3d=full.numpy(), fps=np.array(60.0))
+    out, metrics = tmp_path / "fit.npz", tmp_path / "m.json"
+    proc = dposer("denoise", "--joints", src, "--seed", 0, "--out", out, "--metrics", metrics)
+    assert proc.returncode == 0, proc.stderr
+    assert "mm to the observations" in proc.stderr
+    fitted = load_clip(out)
+    assert fitted.num_frames == 24 and fitted.fps == 60.0 and fitted.trans is not None  # root fitted
+    fitted_joints = clip_joints(body, fitted)
+    assert float(mpjpe_mm(fitted_joints, gt).mean()) < 0.5 * float(1000 * (noisy - gt).norm(dim=-1)[~gap].mean())
+    with np.load(out, allow_pickle=False) as f:
+        assert np.array_equal(np.isnan(f["noisy_joints"]).any(-1), gap.numpy())
+    report = json.loads(metrics.read_text())
+    assert report["fit_root"] and 0 < report["fit_mm"] < 60 and "mpjpe_in_mm" not in report
+    # The output's observations read back as a joint track (with the fitted root, now known).
+    track = load_joints(out)
+    assert track.key == "noisy_joints" and track.root_orient is not None and track.fps == 60.0
+
+
+@pytest.mark.parametrize(
+    ("arrays", "args", "message"),
+    [
+        ({"joints": np.full((5, 22, 3), np.inf)}, (), "contains Inf"),
+        ({"joints": np.zeros((5, 17, 3))}, (), "expected (T, J, 3) with J >= 22"),
+        ({"joints": np.full((5, 22, 3), np.nan)}, (), "no finite joint position"),
+        ({"pose_body": np.zeros((5, 63))}, (), "has no joints"),
+        ({"joints": np.zeros((5, 22, 3)), "trans": np.zeros((4, 3))}, (), "'trans' has 4 frames"),
+        ({"joints": np.zeros((5, 22, 3))}, ("--clip", "x.npz"), "exactly one of --clip"),
+    ],
+    ids=["inf", "too_few_joints", "all_nan", "no_joints", "trans_frames", "both_inputs"],
+)
+def test_cli_denoise_bad_joint_files_are_one_line_exit_2(tmp_path, arrays, args, message):
+    src, out = tmp_path / "obs.npz", tmp_path / "out.npz"
+    np.savez(src, **arrays)
+    proc = dposer("denoise", "--ckpt", OFFICIAL_CKPT, "--joints", src, *args, "--out", out)
+    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 1 and message in lines[0], proc.stderr
+    assert args or "obs.npz" in lines[0], "a file's problem names the file"
     assert not out.exists()

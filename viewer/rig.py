@@ -104,17 +104,6 @@ def wxyz_to_matrix(q: np.ndarray) -> np.ndarray:
     ).reshape(*q.shape[:-1], 3, 3)
 
 
-def matrix_to_axis_angle(rot: np.ndarray) -> np.ndarray:
-    """Axis-angle vectors ``(..., 3)`` (radians, angle in [0, pi]) from rotation matrices ``(..., 3, 3)``."""
-    q = matrix_to_wxyz(rot)
-    q = np.where(q[..., :1] < 0, -q, q)
-    v = q[..., 1:]
-    s = np.linalg.norm(v, axis=-1, keepdims=True)
-    angle = 2 * np.arctan2(s, q[..., :1])
-    scale = np.where(s > 1e-8, angle / np.maximum(s, 1e-12), 2.0)  # small angles: v ~ axis * angle / 2
-    return v * scale
-
-
 class BodyRig:
     """A :class:`prior.body.BodyModel` prepared for viser skinned meshes.
 

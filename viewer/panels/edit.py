@@ -9,11 +9,12 @@ import viser
 
 import torch
 
+from prior.body import matrix_to_axis_angle
 from prior.ik import IKResult, inverse_kinematics, keep_plausible
 from prior.parts import BODY_JOINT_NAMES, SMPLX_PARENTS
 from prior.plausibility import Plausibility, plausibility
 
-from ..rig import matrix_to_axis_angle, wxyz_to_matrix
+from ..rig import wxyz_to_matrix
 from .base import Panel
 
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ def local_rotation(pose_body: np.ndarray, world_r: np.ndarray, smplx_joint: int,
     parent_r = world_r[SMPLX_PARENTS[smplx_joint]]
     local = parent_r.T @ wxyz_to_matrix(new_world_wxyz)
     out = pose_body.copy()
-    out[3 * (smplx_joint - 1) : 3 * smplx_joint] = matrix_to_axis_angle(local)
+    out[3 * (smplx_joint - 1) : 3 * smplx_joint] = matrix_to_axis_angle(torch.from_numpy(local)).numpy()
     return out
 
 
