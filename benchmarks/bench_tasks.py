@@ -30,7 +30,7 @@ from prior.checkpoint import asset_path
 from prior.data import load_clip
 from prior.ik import inverse_kinematics
 from prior.metrics import mpjpe_mm
-from prior.motion import DenoiseOptions, clip_joints, denoise_clip, skeleton_joints
+from prior.motion import DenoiseOptions, clip_joints, denoise_clip
 from prior.plausibility import (
     CALIBRATION_ASSET,
     calibrate,
@@ -89,7 +89,7 @@ def bench_ik(prior, body, val: torch.Tensor, args: Args) -> list[Row]:
     gen = torch.Generator().manual_seed(args.seed)
     times, residuals = [], []
     for pose in val[: args.ik_poses]:
-        start = skeleton_joints(body, pose[None])[0, R_WRIST]
+        start = body.skeleton_joints(pose[None])[0, R_WRIST]
         direction = torch.randn(3, generator=gen)
         end = start + 0.3 * direction / direction.norm()
         current = pose

@@ -43,6 +43,7 @@ from .parts import NUM_BODY_JOINTS, SMPLX_JOINT_NAMES, SMPLX_PARENTS, part_joint
 BodyKind = Literal["mannequin", "smplx", "smplh", "smpl"]
 
 NUM_HAND_JOINTS = 30  # 15 per hand
+NUM_SKELETON_JOINTS = 22  # SMPL-X joints 0..21: pelvis + the 21 body-pose joints (shared by SMPL, SMPL+H)
 # Model files are a few hundred MB at most (SMPL-X with 300 betas is ~ 170 MB uncompressed).
 MAX_MODEL_BYTES = 2 * 2**30
 
@@ -270,12 +271,14 @@ class BodyModel(nn.Module):
             raise ValueError(f"{kind} has {len(self.joint_names)} joints, got {len(parents)} parents")
         order, bounds = depth_order(parents)
         self._bounds = bounds
+        body_order, self._body_bounds = depth_order(list(parents)[:NUM_SKELETON_JOINTS])
 
         def buf(name: str, value: np.ndarray | None, as_dtype: torch.dtype = dtype) -> None:
             self.register_buffer(name, None if value is None else torch.as_tensor(np.asarray(value), dtype=as_dtype))
 
         buf("parents", np.asarray(parents), torch.long)
         buf("_order", order, torch.long)
+        buf("_body_order", body_order, torch.long)
         buf("faces", faces, torch.long)
         buf("v_template", v_template)
         buf("shapedirs", shapedirs)
@@ -506,6 +509,35 @@ class BodyModel(nn.Module):
     def joints(self, body_pose: Tensor, **kwargs: Any) -> Tensor:
         """``(*, J, 3)`` joint positions (metres) for ``body_pose (*, 63)``; options as :meth:`forward`."""
         return self.forward(body_pose, vertices=False, **kwargs).joints
+
+    def skeleton_joints(
+        self,
+        body_pose: Tensor,
+        *,
+        global_orient: Tensor | None = None,
+        transl: Tensor | None = None,
+        betas: Tensor | None = None,
+    ) -> Tensor:
+        """Joints ``(*, 22, 3)`` (SMPL-X 0..21, metres) of ``body_pose (*, 63)``: FK on the first
+        22 joints only.
+
+        Equal to ``joints(...)[..., :22, :]`` (the finger, jaw and eye joints never move these), at
+        a fraction of the cost of the backward pass: solvers that differentiate joints every step
+        (motion denoising, IK) use it.
+        """
+        lead = body_pose.shape[:-1]
+        batch = int(np.prod(lead, dtype=np.int64))
+        zeros = body_pose.new_zeros(batch, 3)
+        root = zeros if global_orient is None else global_orient.expand(*lead, 3).reshape(batch, 3)
+        pose = torch.cat([root, body_pose.reshape(batch, -1)], -1).reshape(batch, NUM_SKELETON_JOINTS, 3)
+        if betas is not None and betas.ndim > 1:
+            betas = betas.expand(*lead, betas.shape[-1])
+        rest = self.rest_joints(betas).reshape(-1, self.num_joints, 3)[:, :NUM_SKELETON_JOINTS]
+        parents = self.parents[:NUM_SKELETON_JOINTS]
+        _, joints = forward_kinematics(axis_angle_to_matrix(pose), rest, parents, self._body_order, self._body_bounds)
+        if transl is not None:
+            joints = joints + transl.expand(*lead, 3).reshape(batch, 1, 3)
+        return joints.reshape(*lead, NUM_SKELETON_JOINTS, 3)
 
     def joint_transforms(self, body_pose: Tensor, **kwargs: Any) -> Tensor:
         """``(*, J, 4, 4)`` joint world transforms; options as :meth:`forward`."""

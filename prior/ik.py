@@ -33,7 +33,7 @@ from .completion import (
     prior_residual,
     prior_weights,
 )
-from .motion import NUM_JOINTS, skeleton_joints
+from .motion import NUM_JOINTS
 from .parts import NUM_BODY_JOINTS, POSE_DIM, joint_mask
 from .pose_prior import PosePrior, as_tensor
 from .progress import CancelFlag, Progress, ProgressFn, check_cancel, cpu_copy
@@ -147,7 +147,7 @@ def inverse_kinematics(
 
     def target_joints(p: torch.Tensor) -> torch.Tensor:
         """``(B, K, 3)`` targeted joints of parameter rows ``p: (B, 69)``."""
-        return skeleton_joints(body, p[:, :POSE_DIM], global_orient=p[:, POSE_DIM : POSE_DIM + 3],
+        return body.skeleton_joints(p[:, :POSE_DIM], global_orient=p[:, POSE_DIM : POSE_DIM + 3],
                                transl=p[:, POSE_DIM + 3 :], betas=shape)[:, ids]
 
     # Central differences in one batched forward pass: exact enough for Gauss-Newton (the residual
@@ -188,7 +188,7 @@ def inverse_kinematics(
         if error < options.tol_m and not with_prior and steps >= options.steps:
             break
     with torch.no_grad():
-        joints = skeleton_joints(body, params[None, :POSE_DIM], global_orient=params[POSE_DIM : POSE_DIM + 3],
+        joints = body.skeleton_joints(params[None, :POSE_DIM], global_orient=params[POSE_DIM : POSE_DIM + 3],
                                  transl=params[POSE_DIM + 3 :], betas=shape)[0]
         residual = float((joints[ids] - goal).norm(dim=-1).max())
     return IKResult(

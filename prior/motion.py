@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .body import BodyModel, axis_angle_to_matrix, depth_order, forward_kinematics, matrix_to_axis_angle
+from .body import NUM_SKELETON_JOINTS, BodyModel, matrix_to_axis_angle
 from .completion import Adam, DPoserSchedule, prior_residual, prior_weights
 from .data import Clip
 from .metrics import mpjpe_mm
@@ -41,7 +41,7 @@ from .progress import (
     should_report,
 )
 
-NUM_JOINTS = 22  # SMPL-X joints 0..21: pelvis + the 21 body-pose joints
+NUM_JOINTS = NUM_SKELETON_JOINTS  # SMPL-X joints 0..21: pelvis + the 21 body-pose joints
 MOTION_SCHEDULE = DPoserSchedule(lr=0.03, iterations=3, steps_per_iter=60, t_max=0.25, t_min=0.003)
 _NORM_EPS = 1e-10  # inside the square root of distances: a zero distance has a zero gradient
 
@@ -96,36 +96,6 @@ class DenoiseResult:
     fit_mm: float | None = None
     """Mean distance (mm) of the result's joints to the observations, over the observed entries."""
     metrics: dict[str, float] = field(default_factory=dict)
-
-
-def skeleton_joints(
-    body: BodyModel,
-    pose_body: torch.Tensor,
-    *,
-    global_orient: torch.Tensor | None = None,
-    transl: torch.Tensor | None = None,
-    betas: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Joints ``(*, 22, 3)`` (SMPL-X 0..21, metres) of ``pose_body (*, 63)``: the body model's own FK
-    run on its first 22 joints only.
-
-    Equal to ``body.joints(...)[..., :22, :]`` (the finger, jaw and eye joints never move these), at
-    a fraction of the cost of the backward pass: solvers that differentiate joints every step use it.
-    """
-    lead = pose_body.shape[:-1]
-    batch = int(np.prod(lead, dtype=np.int64))
-    zeros = pose_body.new_zeros(batch, 3)
-    root = zeros if global_orient is None else global_orient.expand(*lead, 3).reshape(batch, 3)
-    rotations = axis_angle_to_matrix(torch.cat([root, pose_body.reshape(batch, POSE_DIM)], -1).reshape(batch, NUM_JOINTS, 3))
-    if betas is not None and betas.ndim > 1:
-        betas = betas.expand(*lead, betas.shape[-1])
-    rest = body.rest_joints(betas).reshape(-1, body.num_joints, 3)[:, :NUM_JOINTS]
-    parents = body.parents[:NUM_JOINTS]
-    order, bounds = depth_order(parents.tolist())
-    _, joints = forward_kinematics(rotations, rest, parents, torch.as_tensor(order, device=parents.device), bounds)
-    if transl is not None:
-        joints = joints + transl.expand(*lead, 3).reshape(batch, 1, 3)
-    return joints.reshape(*lead, NUM_JOINTS, 3)
 
 
 TORSO_JOINTS = (0, 1, 2, 3, 6, 9)  # pelvis, hips, spine1..3: rigid enough to place the root
@@ -188,7 +158,7 @@ def clip_joints(body: BodyModel, clip: Clip) -> torch.Tensor:
         return None if x is None else torch.from_numpy(x).to(device)
 
     with torch.no_grad():
-        return skeleton_joints(body, tensor(clip.pose_body), global_orient=tensor(clip.root_orient),
+        return body.skeleton_joints(tensor(clip.pose_body), global_orient=tensor(clip.root_orient),
                                transl=tensor(clip.trans), betas=tensor(clip.betas))
 
 
@@ -331,7 +301,7 @@ def denoise_motion(
         pose_body = final[:, :POSE_DIM]
         root_out = final[:, POSE_DIM : POSE_DIM + 3] if options.fit_root else root
         trans_out = (final[:, POSE_DIM + 3 :] if options.fit_root else shift) if shift is not None else None
-        joints = skeleton_joints(body, pose_body, global_orient=root_out, transl=trans_out, betas=shape)
+        joints = body.skeleton_joints(pose_body, global_orient=root_out, transl=trans_out, betas=shape)
     result = DenoiseResult(
         pose_body=pose_body.cpu(), joints=joints.cpu(), root_orient=root_out.cpu(),
         trans=None if trans_out is None else trans_out.cpu(), noisy_joints=observations.cpu(),
@@ -455,8 +425,8 @@ def _solve_windows(
         it = k // schedule.steps_per_iter
         var = params[..., free].detach().requires_grad_(True)
         full = torch.cat([var, params[..., POSE_DIM:]], -1) if not fit_root else var
-        joints = skeleton_joints(
-            body, full[..., :POSE_DIM], global_orient=full[..., POSE_DIM : POSE_DIM + 3],
+        joints = body.skeleton_joints(
+            full[..., :POSE_DIM], global_orient=full[..., POSE_DIM : POSE_DIM + 3],
             transl=full[..., POSE_DIM + 3 :] if has_trans else None, betas=betas,
         )
         data = (_distance(joints[:, :, obs_idx] - observed) * seen).sum() / seen_count

@@ -226,6 +226,12 @@ def test_every_backend_starts_with_the_22_smplx_joints(model_files: dict[str, Pa
     assert body.joint_names[:22] == SMPLX_JOINT_NAMES
     assert tuple(body.parents[:22].tolist()) == SMPLX_PARENTS
     assert body.joint_names == JOINT_NAMES[kind] and len(body.parents) == body.num_joints
+    # The solvers' fast FK on those 22 joints is the full FK's first 22 joints (pose, root, shape).
+    x = random_inputs(3, seed=5, hands=False, num_betas=body.num_betas)
+    body = body.to(F64)
+    args = {k: x[k] for k in ("global_orient", "transl", "betas")}
+    fast = body.skeleton_joints(x["body_pose"].reshape(3, 1, 63), **{k: v[:, None] for k, v in args.items()})
+    torch.testing.assert_close(fast[:, 0], body.joints(x["body_pose"], **args)[:, :22], atol=1e-10, rtol=0)
 
 
 def test_pickle_model_files_need_an_explicit_opt_in(model_files: dict[str, Path]) -> None:

@@ -12,7 +12,6 @@ from prior_helpers import DATA
 
 from prior import Cancelled
 from prior.ik import IKOptions, inverse_kinematics, keep_plausible
-from prior.motion import skeleton_joints
 from prior.parts import PARTS, joint_mask
 from prior.plausibility import prior_energy
 
@@ -29,7 +28,7 @@ def val_poses():
 
 
 def joints_of(body, pose, **kw):
-    return skeleton_joints(body, pose[None], **{k: v for k, v in kw.items() if v is not None})[0]
+    return body.skeleton_joints(pose[None], **{k: v for k, v in kw.items() if v is not None})[0]
 
 
 def test_reaches_targets_and_holds_fixed_joints(official, body, val_poses):
