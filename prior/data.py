@@ -541,6 +541,21 @@ def load_joints(path: str | Path, *, key: str | None = None, max_bytes: int = MA
         )
 
 
+def load_motion(path: str | Path, *, max_bytes: int = MAX_FILE_BYTES) -> Clip | JointTrack:
+    """What a motion file holds: a :class:`Clip` when it has body poses (:func:`load_clip`), else a
+    :class:`JointTrack` when it has observed joints (:func:`load_joints`).
+
+    Raises:
+        InputError: ``"<file>: <problem>"``, as the two readers do.
+    """
+    with open_npz(path, max_bytes=max_bytes) as archive:
+        poses = any(k in archive for k in ("poses", "pose_body", "pose_samples", "body_pose"))
+        joints = any(k in archive for k in JOINT_KEYS)
+    if joints and not poses:
+        return load_joints(path, max_bytes=max_bytes)
+    return load_clip(path, max_bytes=max_bytes)
+
+
 # ----------------------------------------------------------------------------------------------
 # Writing
 

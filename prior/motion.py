@@ -224,7 +224,8 @@ def denoise_motion(
         options: weights, schedule, windows, root fitting (:class:`DenoiseOptions`).
         seed: seeds the prior's noise draws (None = fresh).
         callback: receives ``Progress("denoise", ...)`` with the current ``(T, 63)`` estimate of the
-            whole clip every ``callback_every`` steps and at the end.
+            whole clip every ``callback_every`` steps and at the end (with ``options.fit_root``, its
+            ``extra`` holds the current ``root_orient`` and ``trans``).
         cancel: ``is_set()`` -> raise :class:`prior.errors.Cancelled` at the next step.
 
     Returns:
@@ -288,7 +289,12 @@ def denoise_motion(
             done = g * steps_each + step
             if callback is not None and should_report(done, total, callback_every):
                 solved[group] = current.detach()
-                callback(Progress("denoise", done, total, t, cpu_copy(assemble(solved)[:, :POSE_DIM])))
+                whole = assemble(solved)
+                extra = {}
+                if options.fit_root:  # the root being fitted, for a display of the whole body
+                    extra["root_orient"] = cpu_copy(whole[:, POSE_DIM : POSE_DIM + 3])
+                    extra["trans"] = cpu_copy(whole[:, POSE_DIM + 3 :]) if shift is not None else None
+                callback(Progress("denoise", done, total, t, cpu_copy(whole[:, :POSE_DIM]), extra))
 
         solved[group] = _solve_windows(
             prior, body, cut(noisy, group), cut(seen[:, obs_idx].to(noisy.dtype), group), obs_idx, cut(params, group), shape,

@@ -11,12 +11,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from browser import click, colour_fraction, gui_row, project, screenshot_array, set_gui_number, upload_file, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 BODY_BOX = (380, 80, 900, 700)
+DENOISED_RGB = (110, 195, 140)  # viewer.panels.motion.DENOISED_COLOR
 ARTIFACTS = Path(tempfile.gettempdir()) / "dposer-view-e2e"  # screenshots, for a human to look at
 ARTIFACTS.mkdir(exist_ok=True)  # where a standing, framed body is drawn in a 1280x800 tab
 
@@ -234,6 +236,42 @@ def test_broken_upload_is_reported_and_the_app_keeps_working(viewer_tab, tmp_pat
                 continue
     with np.load(download.value.path(), allow_pickle=False) as data:
         assert np.allclose(data["pose_body"], motion.denoised, atol=1e-6)
+
+
+def test_observed_joints_upload_is_fitted_with_its_root(viewer_tab, tmp_path):
+    """A file of 3D joints (no poses, no root; some joints unseen) loads as observations; Denoise
+    fits poses and the root to them; the fit is close to the clean joints and can be exported."""
+    page, session = viewer_tab
+    click(page.get_by_role("tab", name="Motion"))
+    motion = session.panels["motion"]
+    with np.load(Path(__file__).resolve().parents[1] / "assets" / "gesture_clip.npz") as data:
+        pose, root = torch.from_numpy(data["pose_body"][:40]), torch.from_numpy(data["root_orient"][:40])
+    gt = session.app.resources.body.joints(pose, global_orient=root)[:, :22].numpy()
+    rng = np.random.default_rng(0)
+    observed = gt + rng.normal(0, 0.03, gt.shape)
+    unseen = rng.random(gt.shape[:2]) < 0.05
+    unseen[10:20, [18, 20]] = True  # the left elbow and wrist occluded for a third of a second
+    observed[unseen] = np.nan
+    path = tmp_path / "keypoints.npz"
+    np.savez(path, joints=observed.astype(np.float32), mocap_frame_rate=np.array(30.0))
+    upload_file(page, "Upload clip", path)
+    wait_until(lambda: motion.track is not None and motion.clip.num_frames == 40, what="the observed joints")
+    assert "no ground truth" in motion.info.content and motion.add_noise.disabled
+    wait_until(lambda: colour_fraction(screenshot_array(page), (225, 70, 60), min_sat=0.4) > 0.0005,
+               what="the observed joints drawn")
+    session.timings.pop("denoise_done", None)
+    click(page.get_by_role("button", name="Denoise", exact=True).last)  # .last: not the folder header
+    wait_until(lambda: "denoise_done" in session.timings, timeout=120, what="the fit")
+    assert motion.fitted_root is not None, "the root was not fitted"
+    fitted = motion._poses["denoised"].positions
+    in_mm = 1000 * np.linalg.norm(observed - gt, axis=-1)[~unseen].mean()
+    out_mm = 1000 * np.linalg.norm(fitted - gt, axis=-1).mean()
+    assert out_mm < 0.6 * in_mm, f"the fit is not closer to the clean joints: {in_mm:.1f} -> {out_mm:.1f} mm"
+    assert motion.plot.visible and np.isfinite(motion.errors_mm["denoised"]).all()
+    wait_until(lambda: colour_fraction(screenshot_array(page), DENOISED_RGB) > 0.01, what="the fitted body drawn")
+    page.screenshot(path=str(ARTIFACTS / "observed_joints.png"))
+    exported = motion.denoised_clip()
+    assert np.array_equal(exported.root_orient, motion.fitted_root[0]) and exported.trans is not None
 
 
 def test_bad_checkpoint_upload_keeps_the_prior(viewer_tab, tmp_path):

@@ -1,4 +1,5 @@
-"""Motion tab: load an AMASS clip, play it, add joint noise, denoise it with the prior, export."""
+"""Motion tab: load an AMASS clip (or observed joints), play it, add joint noise, denoise it with
+the prior, export."""
 
 from __future__ import annotations
 
@@ -14,10 +15,10 @@ import viser.uplot as uplot
 
 from prior.body import axis_angle_to_matrix
 from prior.checkpoint import asset_path
-from prior.data import Clip, clip_arrays, load_clip, save_clip
+from prior.data import Clip, JointTrack, clip_arrays, load_motion, save_clip
 from prior.errors import InputError
 from prior.metrics import mpjpe_mm
-from prior.motion import DenoiseResult, add_joint_noise, denoise_motion
+from prior.motion import DenoiseOptions, DenoiseResult, add_joint_noise, denoise_motion, root_from_joints
 from prior.progress import Progress
 
 from ..body_handle import BodyHandle
@@ -34,6 +35,7 @@ ORIGINAL_COLOR = (196, 160, 120)
 DENOISED_COLOR = (110, 195, 140)
 NOISY_COLOR = (225, 70, 60)
 SLOT_M = 1.0
+SLOTS = {"original": -SLOT_M, "noisy": 0.0, "denoised": SLOT_M}  # x of each, side by side
 SPEEDS = ("0.25x", "0.5x", "1x", "2x")
 
 
@@ -48,6 +50,10 @@ class MotionPanel(Panel):
 
     State: ``clip``; ``gt_joints / noisy_joints: (T, 22, 3)`` (clip frame, metres);
     ``denoised: (T, 63)`` once denoised; ``frame`` the frame on display; ``errors_mm`` per frame.
+
+    A file of observed joints (a :class:`prior.data.JointTrack`) loads as ``track``: its joints are
+    the noisy ones (NaN = not seen), there is no ground truth, ``clip`` holds its frame rate and
+    any known root, and a root it lacks is fitted with the poses (``fitted_root``).
     """
 
     name = "motion"
@@ -56,6 +62,8 @@ class MotionPanel(Panel):
         super().__init__(session)
         gui = session.gui
         self.clip: Clip | None = None
+        self.track: JointTrack | None = None
+        self.fitted_root: tuple[np.ndarray, np.ndarray | None] | None = None  # (root_orient, trans) of a track's fit
         self.gt_joints: np.ndarray | None = None
         self.noisy_joints: np.ndarray | None = None
         self.denoised: np.ndarray | None = None
@@ -72,7 +80,10 @@ class MotionPanel(Panel):
             with gui.add_folder("Clip"):
                 self.example = gui.add_button("Load example clip", icon=viser.Icon.MOVIE,
                                               hint="A real AMASS gesture fragment (from DPoser's demo data, MIT)")
-                self.path = gui.add_text("Path", initial_value="", hint="An AMASS .npz (SMPL-X or SMPL+H) or a DPoser clip")
+                self.path = gui.add_text(
+                    "Path", initial_value="",
+                    hint="An AMASS .npz (SMPL-X or SMPL+H), a DPoser clip, or observed joints ('joints' (T, 22+, 3) m)",
+                )
                 self.load = gui.add_button("Load path", icon=viser.Icon.FOLDER_OPEN)
                 self.upload = gui.add_upload_button("Upload clip", icon=viser.Icon.UPLOAD, mime_type=".npz")
                 self.info = gui.add_markdown("*No clip loaded.*")
@@ -113,42 +124,79 @@ class MotionPanel(Panel):
         upload = self.upload.value
         try:
             with uploaded_to_file(upload, max_bytes=MAX_CLIP_BYTES, suffix=".npz") as path:
-                clip = load_clip(path)
+                motion = load_motion(path)
         except InputError as exc:
             self.session.notify("Cannot load clip", upload_error(exc, upload), error=True)
             return
-        self.set_clip(dataclasses.replace(clip, source=upload.name))
+        self.set_motion(dataclasses.replace(motion, source=upload.name))
 
     def load_file(self, path: Path) -> None:
-        """Load a clip from a file (errors become a notification; the current clip stays)."""
+        """Load a clip or observed joints from a file (errors become a notification; the current
+        clip stays)."""
         try:
-            clip = load_clip(path)
+            motion = load_motion(path)
         except InputError as exc:
             self.session.notify("Cannot load clip", str(exc), error=True)
             return
-        self.set_clip(clip)
+        self.set_motion(motion)
+
+    def set_motion(self, motion: Clip | JointTrack, *, show: bool = True) -> None:
+        if isinstance(motion, JointTrack):
+            self.set_track(motion, show=show)
+        else:
+            self.set_clip(motion, show=show)
 
     def set_clip(self, clip: Clip, *, show: bool = True) -> None:
         """Load ``clip``: compute its joints, place it on the ground, reset noise and results; with
         ``show``, switch the scene to the motion stage."""
         session = self.session
-        self.stop_play()
-        session.cancel("denoise")
         body = session.app.resources.body
         with torch.inference_mode():
             joints = body.joints(
                 torch.as_tensor(clip.pose_body), global_orient=torch.as_tensor(clip.root_orient),
                 transl=None if clip.trans is None else torch.as_tensor(clip.trans),
             )[:, :NUM_BONES].numpy()
-        self.clip, self.gt_joints = clip, joints
-        self.noisy_joints = self.denoised = None
+        self._begin(clip, joints, clip.root_orient)
+        self.gt_joints = joints
+        self.add_noise.disabled = False
+        original = session.rig.pose(clip.pose_body, root_orient=clip.root_orient, transl=clip.trans)
+        session.pacer.post("motion-setup", lambda: self._setup(original, show))
+        session.mark("clip_loaded")
+
+    def set_track(self, track: JointTrack, *, show: bool = True) -> None:
+        """Load observed joints: shown as points and bones, ready to be denoised (a root the file
+        lacks is fitted then); no ground truth, so no noise is added and the plot shows the fit's
+        distance to the observations."""
+        frames = track.num_frames
+        root = track.root_orient
+        if root is None:  # only to find which way is up: the fit starts from its own estimate
+            root = root_from_joints(self.session.app.resources.body, torch.from_numpy(track.joints)).numpy()
+        clip = Clip(pose_body=np.zeros((frames, 63), np.float32),
+                    root_orient=np.zeros((frames, 3), np.float32) if track.root_orient is None else track.root_orient,
+                    trans=track.trans, betas=track.betas, fps=track.fps, fps_assumed=track.fps_assumed,
+                    source=track.source)
+        self._begin(clip, track.joints, root)
+        self.track, self.noisy_joints = track, track.joints
+        seen = track.seen
+        self.info.content += f"; observed joints ({100 * seen.mean():.0f}% seen), no ground truth"
+        self.denoise.disabled = False
+        self.session.pacer.post("motion-setup", lambda: self._setup_track(show))
+        self.session.mark("clip_loaded")
+
+    def _begin(self, clip: Clip, joints: np.ndarray, root_orient: np.ndarray) -> None:
+        """Reset to a new clip whose joints (NaN allowed) are ``joints``: layout, info, controls."""
+        session = self.session
+        self.stop_play()
+        session.cancel("denoise")
+        self.clip, self.track, self.fitted_root = clip, None, None
+        self.gt_joints = self.noisy_joints = self.denoised = None
         self.errors_mm = {}
-        turn = np.array([[1.0, 0, 0], [0, 0, 1.0], [0, -1.0, 0]]) if z_up_to_y_up(clip.root_orient) else np.eye(3)
+        turn = np.array([[1.0, 0, 0], [0, 0, 1.0], [0, -1.0, 0]]) if z_up_to_y_up(root_orient) else np.eye(3)
         shown = joints @ turn.T
         margin = float(session.rig.rest_joints[:, 1].min() - session.rig.floor_y)
-        center = shown[:, 0].mean(0)
+        center = np.nanmean(shown.reshape(-1, 3), 0)  # NaN: joints not seen
         self._turn = turn
-        self._offset = np.array([-center[0], -shown[..., 1].min() + margin, -center[2]])
+        self._offset = np.array([-center[0], -np.nanmin(shown[..., 1]) + margin, -center[2]])
         self.frame = 0
         fps_note = " (assumed: the file has no frame rate)" if clip.fps_assumed else ""
         up_note = "; turned from Z-up to Y-up" if turn[1, 2] else ""
@@ -158,12 +206,16 @@ class MotionPanel(Panel):
         )
         self.timeline.max = max(1, clip.num_frames - 1)
         self.timeline.value = 0
-        self.timeline.disabled = self.play.disabled = self.add_noise.disabled = False
-        self.denoise.disabled = self.save.disabled = self.download.disabled = True
+        self.timeline.disabled = self.play.disabled = False
+        self.add_noise.disabled = self.denoise.disabled = self.save.disabled = self.download.disabled = True
         self.plot.visible = False
-        original = session.rig.pose(clip.pose_body, root_orient=clip.root_orient, transl=clip.trans)
-        session.pacer.post("motion-setup", lambda: self._setup(original, show))
-        session.mark("clip_loaded")
+
+    def _setup_track(self, show: bool) -> None:
+        self._remove_all()
+        self._poses = {}
+        self._setup_noisy()
+        if show:
+            self.session.show_stage("motion")
 
     def _setup(self, original: RigPose, show: bool = True) -> None:
         self._remove_all()
@@ -208,39 +260,54 @@ class MotionPanel(Panel):
         """Denoise the noisy joints with the prior on the worker; the result streams in."""
         if self.noisy_joints is None or self.clip is None:
             return
-        clip, noisy, session = self.clip, self.noisy_joints.copy(), self.session
+        clip, noisy, session, track = self.clip, self.noisy_joints.copy(), self.session, self.track
+        # Observed joints without a known root: it is fitted with the poses.
+        fit_root = track is not None and (track.root_orient is None or track.trans is None)
+        root = None if track is not None and track.root_orient is None else torch.as_tensor(clip.root_orient)
+        trans = None if clip.trans is None else torch.as_tensor(clip.trans)
         session.mark("denoise_clicked")
 
         def run(ctx: JobContext) -> DenoiseResult:
             return denoise_motion(
                 ctx.resources.prior, ctx.resources.body, torch.as_tensor(noisy, dtype=torch.float32),
-                root_orient=torch.as_tensor(clip.root_orient), trans=None if clip.trans is None else torch.as_tensor(clip.trans),
-                betas=None if clip.betas is None else torch.as_tensor(clip.betas),
-                seed=0, callback=ctx.report, cancel=ctx.cancel,
+                root_orient=root, trans=trans, betas=None if clip.betas is None else torch.as_tensor(clip.betas),
+                options=DenoiseOptions(fit_root=fit_root), seed=0, callback=ctx.report, cancel=ctx.cancel,
             )
 
+        def as_root(root_orient: torch.Tensor | None, trans: torch.Tensor | None) -> tuple | None:
+            if not fit_root or root_orient is None:
+                return None
+            return root_orient.numpy().astype(np.float32), None if trans is None else trans.numpy().astype(np.float32)
+
         def on_progress(p: Progress) -> None:
-            poses = p.pose_body.numpy()
-            session.pacer.post("motion-denoised", lambda: self._set_denoised(poses, final=False))
+            poses, fitted = p.pose_body.numpy(), as_root(p.extra.get("root_orient"), p.extra.get("trans"))
+            session.pacer.post("motion-denoised", lambda: self._set_denoised(poses, fitted, final=False))
 
         def on_done(result: DenoiseResult) -> None:
-            poses = result.pose_body.numpy().astype(np.float32)
-            session.pacer.post("motion-denoised", lambda: self._set_denoised(poses, final=True))
+            poses, fitted = result.pose_body.numpy().astype(np.float32), as_root(result.root_orient, result.trans)
+            session.pacer.post("motion-denoised", lambda: self._set_denoised(poses, fitted, final=True))
 
         session.submit("denoise", run, on_progress=on_progress, on_done=on_done)
 
-    def _set_denoised(self, pose_body: np.ndarray, *, final: bool) -> None:
+    def _set_denoised(self, pose_body: np.ndarray, fitted_root: tuple | None = None, *, final: bool) -> None:
         clip, session = self.clip, self.session
         if clip is None or pose_body.shape[0] != clip.num_frames:
             return
         self.denoised = pose_body
-        pose = session.rig.pose(pose_body, root_orient=clip.root_orient, transl=clip.trans)
+        if fitted_root is not None:
+            self.fitted_root = fitted_root
+        root_orient, trans = self.fitted_root or (clip.root_orient, clip.trans)
+        pose = session.rig.pose(pose_body, root_orient=root_orient, transl=trans)
         self._poses["denoised"] = pose
         if "denoised" not in self.bodies:
             self._show_body("denoised", DENOISED_COLOR)
             self._place()
             session.frame_camera()
-        self.errors_mm["denoised"] = mpjpe_mm(pose.positions, self.gt_joints)
+        if self.gt_joints is not None:
+            self.errors_mm["denoised"] = mpjpe_mm(pose.positions, self.gt_joints)
+        else:  # observed joints: the distance to what was seen
+            assert self.noisy_joints is not None
+            self.errors_mm["denoised"] = 1000 * np.nanmean(np.linalg.norm(pose.positions - self.noisy_joints, axis=-1), 1)
         self._draw_frame()
         if final:
             self.save.disabled = self.download.disabled = False
@@ -248,11 +315,11 @@ class MotionPanel(Panel):
             session.mark("denoise_done")
 
     def _update_plot(self) -> None:
-        if self.clip is None or "noisy" not in self.errors_mm:
+        if self.clip is None or not self.errors_mm:
             return
         frames = np.arange(self.clip.num_frames, dtype=np.float64)
-        denoised = self.errors_mm.get("denoised", np.full(self.clip.num_frames, np.nan))
-        self.plot.data = (frames, self.errors_mm["noisy"], denoised)
+        missing = np.full(self.clip.num_frames, np.nan)
+        self.plot.data = (frames, self.errors_mm.get("noisy", missing), self.errors_mm.get("denoised", missing))
         self.plot.visible = True
 
     # -- playback ----------------------------------------------------------------------------------
@@ -307,17 +374,22 @@ class MotionPanel(Panel):
         if self.noisy_joints is not None and self._noisy_nodes:
             joints = self.noisy_joints[f].astype(np.float32)
             parents = np.asarray(self.session.rig.parents[1:NUM_BONES])
-            self._noisy_nodes[1].points = joints
-            self._noisy_nodes[2].points = np.stack([joints[parents], joints[1:]], 1)
+            seen = np.isfinite(joints).all(-1)  # observed joints may miss some (NaN)
+            bones = seen[1:] & seen[parents]
+            _, points, lines = self._noisy_nodes
+            points.visible, lines.visible = bool(seen.any()), bool(bones.any())
+            if seen.any():
+                points.points = joints[seen]
+            if bones.any():
+                lines.points = np.stack([joints[parents[bones]], joints[1:][bones]], 1)
 
     def _place(self) -> None:
         """Put the clips side by side (original, noisy, denoised) or on top of each other."""
         overlaid = self.layout.value == "overlaid"
-        slots = {"original": -SLOT_M, "noisy": 0.0, "denoised": SLOT_M}
         wxyz = matrix_to_wxyz(self._turn)
         nodes = dict(self.bodies)
         for key, body in nodes.items():
-            x = 0.0 if overlaid else slots[key]
+            x = 0.0 if overlaid else SLOTS[key]
             body.position = self._offset + np.array([x, 0.0, 0.0])
             body.wxyz = wxyz
             if key == "original":
@@ -351,7 +423,9 @@ class MotionPanel(Panel):
     def denoised_clip(self) -> Clip | None:
         if self.clip is None or self.denoised is None:
             return None
-        return dataclasses.replace(self.clip, pose_body=self.denoised.astype(np.float32))
+        root_orient, trans = self.fitted_root or (self.clip.root_orient, self.clip.trans)
+        return dataclasses.replace(self.clip, pose_body=self.denoised.astype(np.float32), root_orient=root_orient,
+                                   trans=trans)
 
     def save_to_path(self) -> None:
         clip = self.denoised_clip()
@@ -379,7 +453,12 @@ class MotionPanel(Panel):
         self._remove_all()
         for body in self._made.values():  # redrawn in place, hidden until shown again
             body.set_rig(self.session.rig)
-        if self.clip is not None:
+        if self.track is not None:
+            denoised, fitted = self.denoised, self.fitted_root
+            self.set_track(self.track, show=self.session.stage == "motion")
+            if denoised is not None:
+                self.session.pacer.post("motion-denoised", lambda: self._set_denoised(denoised, fitted, final=True))
+        elif self.clip is not None:
             clip, noisy, denoised = self.clip, self.noisy_joints, self.denoised
             self.set_clip(clip, show=self.session.stage == "motion")
             if noisy is not None:
@@ -391,6 +470,7 @@ class MotionPanel(Panel):
                 self.session.pacer.post("motion-denoised", lambda: self._set_denoised(denoised, final=True))
 
     def x_range(self) -> tuple[float, float]:
-        if self.layout.value == "overlaid" or len(self.bodies) + bool(self._noisy_nodes) <= 1:
+        xs = [SLOTS[key] for key in self.bodies] + ([SLOTS["noisy"]] if self._noisy_nodes else [])
+        if self.layout.value == "overlaid" or not xs:
             return (0.0, 0.0)
-        return (-SLOT_M, SLOT_M) if "denoised" in self.bodies else (-SLOT_M, 0.0)
+        return (min(xs), max(xs))
