@@ -551,6 +551,10 @@ def load_motion(path: str | Path, *, max_bytes: int = MAX_FILE_BYTES) -> Clip | 
     with open_npz(path, max_bytes=max_bytes) as archive:
         poses = any(k in archive for k in ("poses", "pose_body", "pose_samples", "body_pose"))
         joints = any(k in archive for k in JOINT_KEYS)
+        if not poses and not joints:
+            found = ", ".join(repr(k) for k in archive.files) or "nothing"
+            raise InputError(f"no poses or joints found: expected 'poses' (AMASS), 'pose_body', 'body_pose' or "
+                             f"observed 'joints' (T, 22+, 3); found {found}", archive.path)
     if joints and not poses:
         return load_joints(path, max_bytes=max_bytes)
     return load_clip(path, max_bytes=max_bytes)

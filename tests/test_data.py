@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from prior.data import DEFAULT_FPS, Clip, load_clip, load_poses, save_clip
+from prior.data import DEFAULT_FPS, Clip, JointTrack, load_clip, load_motion, load_poses, save_clip
 from prior.errors import InputError
 
 RNG = np.random.default_rng(0)
@@ -307,3 +307,20 @@ def test_writer_refuses_nan_and_leaves_existing_file_intact(shared_data: Path, t
     with pytest.raises(InputError, match="out.npz: refusing to write a clip whose 'pose_body' contains NaN or Inf"):
         save_clip(Clip(pose_body=bad_pose, root_orient=clip.root_orient), out)
     assert out.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["out.npz"]
+
+
+def test_motion_files_are_clips_when_they_have_poses_else_observed_joints(tmp_path):
+    joints = rand(6, 55, 3)
+    joints[2, 20] = np.nan
+    only_joints = tmp_path / "keypoints.npz"
+    np.savez(only_joints, joints3d=joints.reshape(6, -1), global_orient=rand(6, 3), fps=np.array(50))
+    track = load_motion(only_joints)
+    assert isinstance(track, JointTrack) and track.key == "joints3d" and track.fps == 50 and not track.fps_assumed
+    np.testing.assert_array_equal(track.joints, joints[:, :22])  # (T, 3 J) read as (T, J, 3); first 22 kept
+    assert track.seen.sum() == 6 * 22 - 1 and track.root_orient is not None and track.trans is None
+    both = tmp_path / "denoised.npz"  # what `dposer denoise` writes: a clip, plus its observations
+    np.savez(both, pose_body=rand(6, 63), noisy_joints=joints[:, :22])
+    assert isinstance(load_motion(both), Clip)
+    with pytest.raises(InputError, match=r"nothing.npz: no poses or joints found: .* found 'other'"):
+        np.savez(tmp_path / "nothing.npz", other=np.zeros(3))
+        load_motion(tmp_path / "nothing.npz")
