@@ -27,12 +27,18 @@ import torch
 import tyro
 
 from prior import load_body_model, load_prior
+from prior.body import axis_angle_to_matrix, matrix_to_axis_angle
 from prior.checkpoint import asset_path
 from prior.data import load_clip
 from prior.ik import inverse_kinematics
 from prior.metrics import mpjpe_mm
-from prior.body import axis_angle_to_matrix, matrix_to_axis_angle
-from prior.motion import DenoiseOptions, add_joint_noise, clip_joints, denoise_clip, denoise_motion
+from prior.motion import (
+    DenoiseOptions,
+    add_joint_noise,
+    clip_joints,
+    denoise_clip,
+    denoise_motion,
+)
 from prior.plausibility import (
     CALIBRATION_ASSET,
     calibrate,

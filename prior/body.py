@@ -38,12 +38,17 @@ from torch import Tensor, nn
 
 from .data import checked_file
 from .errors import InputError
-from .parts import NUM_BODY_JOINTS, SMPLX_JOINT_NAMES, SMPLX_PARENTS, part_joints
+from .parts import (
+    NUM_BODY_JOINTS,
+    NUM_SKELETON_JOINTS,
+    SMPLX_JOINT_NAMES,
+    SMPLX_PARENTS,
+    part_joints,
+)
 
 BodyKind = Literal["mannequin", "smplx", "smplh", "smpl"]
 
 NUM_HAND_JOINTS = 30  # 15 per hand
-NUM_SKELETON_JOINTS = 22  # SMPL-X joints 0..21: pelvis + the 21 body-pose joints (shared by SMPL, SMPL+H)
 # Model files are a few hundred MB at most (SMPL-X with 300 betas is ~ 170 MB uncompressed).
 MAX_MODEL_BYTES = 2 * 2**30
 
@@ -114,7 +119,7 @@ def matrix_to_axis_angle(rot: Tensor) -> Tensor:
     """
     m = rot.reshape(-1, 3, 3)
     m00, m11, m22 = m[:, 0, 0], m[:, 1, 1], m[:, 2, 2]
-    # 4 q_i^2 for q = (w, x, y, z); each row of ``candidates`` is 4 q_i q for one i.
+    # 4 q_i^2 for q = (w, x, y, z); row i of ``rows`` is 4 q_i q.
     squares = torch.stack([1 + m00 + m11 + m22, 1 + m00 - m11 - m22, 1 - m00 + m11 - m22, 1 - m00 - m11 + m22], -1)
     rows = torch.stack([
         torch.stack([squares[:, 0], m[:, 2, 1] - m[:, 1, 2], m[:, 0, 2] - m[:, 2, 0], m[:, 1, 0] - m[:, 0, 1]], -1),

@@ -309,7 +309,7 @@ class Denoise(Common):
             clip = load_clip(self.clip)
         else:
             track = load_joints(self.joints, key=self.joints_key)
-        fit_root = self.fit_root or (track is not None and (track.root_orient is None or track.trans is None))
+        fit_root = self.fit_root or (track is not None and not track.root_known)
         try:
             options = DenoiseOptions(window=self.window, overlap=self.overlap, fit_root=fit_root)
             observed = None if self.observed is None else parse_observed(self.observed)

@@ -33,7 +33,7 @@ import numpy as np
 
 from .errors import InputError
 from .npzio import save_npz
-from .parts import POSE_DIM
+from .parts import NUM_SKELETON_JOINTS, POSE_DIM
 
 DEFAULT_FPS = 30.0
 # AMASS clips are a few MB; a 1 GiB cap keeps a wrong or hostile file from filling memory.
@@ -458,7 +458,6 @@ def load_poses(path: str | Path, *, key: str | None = None, max_bytes: int = MAX
 
 
 JOINT_KEYS = ("joints", "noisy_joints", "keypoints3d", "joints3d")
-_BODY_JOINTS = 22  # SMPL-X joints 0..21 (pelvis and the 21 body joints), shared by SMPL+H and SMPL
 
 
 @dataclass(frozen=True)
@@ -482,6 +481,11 @@ class JointTrack:
     @property
     def num_frames(self) -> int:
         return int(self.joints.shape[0])
+
+    @property
+    def root_known(self) -> bool:
+        """Whether the file gave both the root orientation and translation (else they are fitted)."""
+        return self.root_orient is not None and self.trans is not None
 
     @property
     def seen(self) -> np.ndarray:
@@ -518,11 +522,13 @@ def load_joints(path: str | Path, *, key: str | None = None, max_bytes: int = MA
         value = archive.raw(found)
         if value.ndim == 2 and value.shape[1] % 3 == 0:
             value = value.reshape(value.shape[0], -1, 3)
-        if value.ndim != 3 or value.shape[2] != 3 or value.shape[1] < _BODY_JOINTS or value.shape[0] == 0:
-            raise InputError(f"{found!r} has shape {value.shape}, expected (T, J, 3) with J >= {_BODY_JOINTS}", archive.path)
+        if value.ndim != 3 or value.shape[2] != 3 or value.shape[1] < NUM_SKELETON_JOINTS or value.shape[0] == 0:
+            raise InputError(
+                f"{found!r} has shape {value.shape}, expected (T, J, 3) with J >= {NUM_SKELETON_JOINTS}", archive.path
+            )
         if not np.issubdtype(value.dtype, np.number):
             raise InputError(f"{found!r} has dtype {value.dtype}, expected numbers", archive.path)
-        joints = value[:, :_BODY_JOINTS].astype(np.float32)
+        joints = value[:, :NUM_SKELETON_JOINTS].astype(np.float32)
         if np.isinf(joints).any():
             raise InputError(f"{found!r} contains Inf (mark unseen joints with NaN)", archive.path)
         if np.isnan(joints).all():

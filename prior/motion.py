@@ -25,11 +25,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .body import NUM_SKELETON_JOINTS, BodyModel, matrix_to_axis_angle
+from .body import BodyModel, matrix_to_axis_angle
 from .completion import Adam, DPoserSchedule, prior_residual, prior_weights
 from .data import Clip
 from .metrics import mpjpe_mm
-from .parts import PARTS, POSE_DIM, SMPLX_JOINT_NAMES
+from .parts import NUM_SKELETON_JOINTS, PARTS, POSE_DIM, SMPLX_JOINT_NAMES
 from .pose_prior import PosePrior, as_tensor
 from .progress import (
     CancelFlag,

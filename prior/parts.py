@@ -13,6 +13,8 @@ import numpy as np
 
 NUM_BODY_JOINTS = 21
 POSE_DIM = 3 * NUM_BODY_JOINTS
+# SMPL-X joints 0..21: the pelvis and the 21 body-pose joints (SMPL and SMPL+H share them).
+NUM_SKELETON_JOINTS = NUM_BODY_JOINTS + 1
 
 # SMPL-X joints 0..21 (pelvis + the 21 body-pose joints).
 SMPLX_JOINT_NAMES: tuple[str, ...] = (

@@ -8,7 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from prior.data import DEFAULT_FPS, Clip, JointTrack, load_clip, load_motion, load_poses, save_clip
+from prior.data import (
+    DEFAULT_FPS,
+    Clip,
+    JointTrack,
+    load_clip,
+    load_motion,
+    load_poses,
+    save_clip,
+)
 from prior.errors import InputError
 
 RNG = np.random.default_rng(0)

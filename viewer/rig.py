@@ -15,9 +15,9 @@ import numpy as np
 import torch
 
 from prior.body import BodyModel, depth_order, fold_to_body_joint
-from prior.parts import SMPLX_JOINT_NAMES, SMPLX_PARENTS
+from prior.parts import NUM_SKELETON_JOINTS, SMPLX_JOINT_NAMES, SMPLX_PARENTS
 
-NUM_BONES = 22  # SMPL-X joints 0..21: pelvis + the 21 joints of ``pose_body``
+NUM_BONES = NUM_SKELETON_JOINTS  # one bone per SMPL-X joint 0..21: the pelvis and the joints of ``pose_body``
 
 
 @dataclass(frozen=True)

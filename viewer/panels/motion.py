@@ -18,7 +18,13 @@ from prior.checkpoint import asset_path
 from prior.data import Clip, JointTrack, clip_arrays, load_motion, save_clip
 from prior.errors import InputError
 from prior.metrics import mpjpe_mm
-from prior.motion import DenoiseOptions, DenoiseResult, add_joint_noise, denoise_motion, root_from_joints
+from prior.motion import (
+    DenoiseOptions,
+    DenoiseResult,
+    add_joint_noise,
+    denoise_motion,
+    root_from_joints,
+)
 from prior.progress import Progress
 
 from ..body_handle import BodyHandle
@@ -171,14 +177,11 @@ class MotionPanel(Panel):
         root = track.root_orient
         if root is None:  # only to find which way is up: the fit starts from its own estimate
             root = root_from_joints(self.session.app.resources.body, torch.from_numpy(track.joints)).numpy()
-        clip = Clip(pose_body=np.zeros((frames, 63), np.float32),
-                    root_orient=np.zeros((frames, 3), np.float32) if track.root_orient is None else track.root_orient,
-                    trans=track.trans, betas=track.betas, fps=track.fps, fps_assumed=track.fps_assumed,
-                    source=track.source)
+        known_root = track.root_orient if track.root_orient is not None else np.zeros((frames, 3), np.float32)
+        clip = track.as_clip(np.zeros((frames, 63), np.float32), known_root, track.trans)  # poses: the fit's
         self._begin(clip, track.joints, root)
         self.track, self.noisy_joints = track, track.joints
-        seen = track.seen
-        self.info.content += f"; observed joints ({100 * seen.mean():.0f}% seen), no ground truth"
+        self.info.content += f"; observed joints ({100 * track.seen.mean():.0f}% seen), no ground truth"
         self.denoise.disabled = False
         self.session.pacer.post("motion-setup", lambda: self._setup_track(show))
         self.session.mark("clip_loaded")
@@ -262,7 +265,7 @@ class MotionPanel(Panel):
             return
         clip, noisy, session, track = self.clip, self.noisy_joints.copy(), self.session, self.track
         # Observed joints without a known root: it is fitted with the poses.
-        fit_root = track is not None and (track.root_orient is None or track.trans is None)
+        fit_root = track is not None and not track.root_known
         root = None if track is not None and track.root_orient is None else torch.as_tensor(clip.root_orient)
         trans = None if clip.trans is None else torch.as_tensor(clip.trans)
         session.mark("denoise_clicked")
