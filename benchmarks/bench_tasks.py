@@ -27,7 +27,6 @@ import torch
 import tyro
 
 from prior import load_body_model, load_prior
-from prior.body import axis_angle_to_matrix, matrix_to_axis_angle
 from prior.checkpoint import asset_path
 from prior.data import load_clip
 from prior.ik import inverse_kinematics
@@ -46,6 +45,7 @@ from prior.plausibility import (
     plausibility,
     prior_energy,
 )
+from prior.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 LEFT_ARM = (13, 16, 18, 20)  # SMPL-X left collar, shoulder, elbow, wrist

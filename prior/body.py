@@ -45,6 +45,7 @@ from .parts import (
     SMPLX_PARENTS,
     part_joints,
 )
+from .rotations import axis_angle_to_matrix
 
 BodyKind = Literal["mannequin", "smplx", "smplh", "smpl"]
 
@@ -87,54 +88,7 @@ with warnings.catch_warnings():
 
 
 # ----------------------------------------------------------------------------------------------
-# Rotations and kinematics (torch, differentiable, any batch shape)
-
-
-def axis_angle_to_matrix(axis_angle: Tensor) -> Tensor:
-    """Rotation matrices ``(..., 3, 3)`` from axis-angle vectors ``(..., 3)`` (radians).
-
-    Rodrigues' formula written as ``I + a K + b K^2`` with ``K`` the cross-product matrix of the
-    unnormalised vector, so there is no division by the angle: exact at zero and with finite
-    gradients there (a Taylor series is used below 0.01 rad, where the closed forms cancel).
-    """
-    theta2 = (axis_angle * axis_angle).sum(-1)[..., None, None]
-    small = theta2 < 1e-4
-    # Keep the unused branch finite so torch.where does not leak NaN gradients.
-    theta = torch.where(small, torch.ones_like(theta2), theta2).sqrt()
-    half_sin = torch.sin(0.5 * theta)
-    a = torch.where(small, 1 - theta2 / 6 + theta2 * theta2 / 120, torch.sin(theta) / theta)
-    b = torch.where(small, 0.5 - theta2 / 24 + theta2 * theta2 / 720, 2 * half_sin * half_sin / (theta * theta))
-    x, y, z = axis_angle.unbind(-1)
-    zero = torch.zeros_like(x)
-    k = torch.stack((zero, -z, y, z, zero, -x, -y, x, zero), -1).unflatten(-1, (3, 3))
-    eye = torch.eye(3, dtype=axis_angle.dtype, device=axis_angle.device)
-    return eye + a * k + b * (k @ k)
-
-
-def matrix_to_axis_angle(rot: Tensor) -> Tensor:
-    """Axis-angle vectors ``(..., 3)`` (radians, angle in [0, pi]) from rotation matrices ``(..., 3, 3)``.
-
-    Through a unit quaternion built from the largest of its four components (Shepperd's method),
-    so it is accurate at every angle, zero and pi included.
-    """
-    m = rot.reshape(-1, 3, 3)
-    m00, m11, m22 = m[:, 0, 0], m[:, 1, 1], m[:, 2, 2]
-    # 4 q_i^2 for q = (w, x, y, z); row i of ``rows`` is 4 q_i q.
-    squares = torch.stack([1 + m00 + m11 + m22, 1 + m00 - m11 - m22, 1 - m00 + m11 - m22, 1 - m00 - m11 + m22], -1)
-    rows = torch.stack([
-        torch.stack([squares[:, 0], m[:, 2, 1] - m[:, 1, 2], m[:, 0, 2] - m[:, 2, 0], m[:, 1, 0] - m[:, 0, 1]], -1),
-        torch.stack([m[:, 2, 1] - m[:, 1, 2], squares[:, 1], m[:, 1, 0] + m[:, 0, 1], m[:, 0, 2] + m[:, 2, 0]], -1),
-        torch.stack([m[:, 0, 2] - m[:, 2, 0], m[:, 1, 0] + m[:, 0, 1], squares[:, 2], m[:, 2, 1] + m[:, 1, 2]], -1),
-        torch.stack([m[:, 1, 0] - m[:, 0, 1], m[:, 0, 2] + m[:, 2, 0], m[:, 2, 1] + m[:, 1, 2], squares[:, 3]], -1),
-    ], 1)
-    best = squares.argmax(-1)
-    q = rows[torch.arange(len(m), device=m.device), best]
-    q = q / q.norm(dim=-1, keepdim=True)
-    q = torch.where(q[:, :1] < 0, -q, q)  # w >= 0: angle in [0, pi]
-    sin_half = q[:, 1:].norm(dim=-1, keepdim=True)
-    angle = 2 * torch.atan2(sin_half, q[:, :1])
-    scale = torch.where(sin_half > 1e-8, angle / sin_half.clamp_min(1e-12), torch.full_like(angle, 2.0))
-    return (q[:, 1:] * scale).reshape(*rot.shape[:-2], 3)
+# Kinematics (torch, differentiable, any batch shape)
 
 
 def depth_order(parents: Sequence[int]) -> tuple[np.ndarray, list[int]]:

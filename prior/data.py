@@ -34,6 +34,7 @@ import numpy as np
 from .errors import InputError
 from .npzio import save_npz
 from .parts import NUM_SKELETON_JOINTS, POSE_DIM
+from .rotations import slerp_axis_angle_np
 
 DEFAULT_FPS = 30.0
 # AMASS clips are a few MB; a 1 GiB cap keeps a wrong or hostile file from filling memory.
@@ -132,52 +133,9 @@ class Clip:
             if name in ("trans", "expression"):
                 mixed = value[lower] + frac[:, None] * (value[upper] - value[lower])
             else:
-                mixed = _slerp_axis_angle(value, lower, upper, frac)
+                mixed = slerp_axis_angle_np(value, lower, upper, frac)
             out[name] = mixed.astype(np.float32)
         return dataclasses.replace(self, fps=float(fps), fps_assumed=False, **out)
-
-
-# ----------------------------------------------------------------------------------------------
-# Rotation interpolation (numpy; float64 inside)
-
-
-def _axis_angle_to_quat(aa: np.ndarray) -> np.ndarray:
-    """``(..., 3)`` axis-angle -> ``(..., 4)`` unit quaternions ``(w, x, y, z)``."""
-    angle = np.linalg.norm(aa, axis=-1, keepdims=True)
-    # sin(angle/2)/angle, with its series near zero.
-    scale = np.where(angle < 1e-6, 0.5 - angle**2 / 48, np.sin(0.5 * angle) / np.maximum(angle, 1e-12))
-    return np.concatenate([np.cos(0.5 * angle), aa * scale], -1)
-
-
-def _quat_to_axis_angle(q: np.ndarray) -> np.ndarray:
-    """``(..., 4)`` unit quaternions -> ``(..., 3)`` axis-angle with angle in [0, pi]."""
-    q = np.where(q[..., :1] < 0, -q, q)
-    sin_half = np.linalg.norm(q[..., 1:], axis=-1, keepdims=True)
-    angle = 2 * np.arctan2(sin_half, q[..., :1])
-    scale = np.where(sin_half < 1e-6, 2 / np.maximum(q[..., :1], 1e-12), angle / np.maximum(sin_half, 1e-12))
-    return q[..., 1:] * scale
-
-
-def _slerp_axis_angle(value: np.ndarray, lower: np.ndarray, upper: np.ndarray, frac: np.ndarray) -> np.ndarray:
-    """Slerp between frames ``lower`` and ``upper`` of ``value (T, 3 K)``; ``frac (N,)`` in [0, 1)."""
-    frames = value.shape[0]
-    aa = value.reshape(frames, -1, 3).astype(np.float64)
-    q0, q1 = _axis_angle_to_quat(aa[lower]), _axis_angle_to_quat(aa[upper])
-    dot = (q0 * q1).sum(-1, keepdims=True)
-    q1 = np.where(dot < 0, -q1, q1)  # the shorter way round
-    dot = np.abs(dot).clip(max=1.0)
-    t = frac[:, None, None]
-    omega = np.arccos(dot)
-    sin_omega = np.sin(omega)
-    near = sin_omega < 1e-6
-    w0 = np.where(near, 1 - t, np.sin((1 - t) * omega) / np.where(near, 1, sin_omega))
-    w1 = np.where(near, t, np.sin(t * omega) / np.where(near, 1, sin_omega))
-    q = w0 * q0 + w1 * q1
-    q /= np.linalg.norm(q, axis=-1, keepdims=True)
-    out = _quat_to_axis_angle(q)
-    exact = frac < 1e-9
-    out[exact] = aa[lower[exact]]  # keep the file's own representation where no blending happens
-    return out.reshape(len(frac), -1)
 
 
 # ----------------------------------------------------------------------------------------------

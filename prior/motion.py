@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .body import BodyModel, matrix_to_axis_angle
+from .body import BodyModel
 from .completion import Adam, DPoserSchedule, prior_residual, prior_weights
 from .data import Clip
 from .metrics import mpjpe_mm
@@ -40,6 +40,7 @@ from .progress import (
     make_generator,
     should_report,
 )
+from .rotations import matrix_to_axis_angle
 
 NUM_JOINTS = NUM_SKELETON_JOINTS  # SMPL-X joints 0..21: pelvis + the 21 body-pose joints
 MOTION_SCHEDULE = DPoserSchedule(lr=0.03, iterations=3, steps_per_iter=60, t_max=0.25, t_min=0.003)

@@ -12,20 +12,18 @@ import pytest
 import smplx
 import torch
 from mannequin import Mannequin
-from smplx.lbs import batch_rodrigues
 from synthetic_body import synthetic_model_arrays, write_synthetic_model
 
 from prior import load_body_model as lazy_load_body_model
 from prior.body import (
     JOINT_NAMES,
     BodyModel,
-    axis_angle_to_matrix,
-    matrix_to_axis_angle,
     load_body_model,
     smplx_labels_from_segmentation,
 )
 from prior.errors import InputError
 from prior.parts import PARTS, SMPLX_JOINT_NAMES, SMPLX_PARENTS
+from prior.rotations import axis_angle_to_matrix
 
 F64 = torch.float64
 
@@ -83,39 +81,6 @@ def broken_file(path: Path, arrays: dict[str, np.ndarray], **changes: object) ->
             arrays[key] = value  # type: ignore[assignment]
     np.savez(path, **arrays)
     return path
-
-
-# ---- rotations --------------------------------------------------------------------------------
-
-
-def test_axis_angle_to_matrix_matches_smplx_rodrigues_and_is_a_rotation() -> None:
-    g = torch.Generator().manual_seed(0)
-    aa = torch.cat([torch.randn(200, 3, generator=g, dtype=F64) * 2, 1e-3 * torch.randn(20, 3, generator=g, dtype=F64)])
-    ours = axis_angle_to_matrix(aa)
-    # smplx adds 1e-8 to the vector before taking its norm, so agreement is to ~1e-8.
-    torch.testing.assert_close(ours, batch_rodrigues(aa), atol=1e-7, rtol=0)
-    eye = torch.eye(3, dtype=F64).expand(220, 3, 3)
-    torch.testing.assert_close(ours @ ours.transpose(-1, -2), eye, atol=1e-12, rtol=0)
-    torch.testing.assert_close(torch.linalg.det(ours), torch.ones(220, dtype=F64), atol=1e-12, rtol=0)
-    assert torch.equal(axis_angle_to_matrix(torch.zeros(3, dtype=F64)), torch.eye(3, dtype=F64))
-
-
-def test_matrix_to_axis_angle_inverts_rodrigues_at_every_angle() -> None:
-    g = torch.Generator().manual_seed(1)
-    axis = torch.nn.functional.normalize(torch.randn(400, 3, generator=g, dtype=F64), dim=-1)
-    angle = torch.cat([torch.rand(392, 1, generator=g, dtype=F64) * torch.pi, torch.tensor([[0.0], [1e-9], [1e-5],
-                       [torch.pi - 1e-7], [torch.pi], [torch.pi], [torch.pi / 2], [3.0]], dtype=F64)])
-    aa = axis * angle
-    back = matrix_to_axis_angle(axis_angle_to_matrix(aa).reshape(20, 20, 3, 3)).reshape(400, 3)
-    assert torch.allclose(axis_angle_to_matrix(back), axis_angle_to_matrix(aa), atol=1e-10)
-    away_from_pi = angle[:, 0] < torch.pi - 1e-3  # at pi, v and -v are the same rotation
-    assert torch.allclose(back[away_from_pi], aa[away_from_pi], atol=1e-9)
-
-
-def test_axis_angle_gradients_are_exact_near_and_at_zero() -> None:
-    for scale in (0.0, 1e-5, 5e-3, 0.02, 1.5):
-        aa = (scale * torch.tensor([[0.3, -0.5, 0.8], [1.0, 0.2, -0.1]], dtype=F64)).requires_grad_()
-        assert torch.autograd.gradcheck(axis_angle_to_matrix, (aa,), eps=1e-7, atol=1e-6)
 
 
 # ---- the mannequin against mannequin-x's own numpy --------------------------------------------

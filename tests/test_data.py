@@ -194,7 +194,7 @@ def test_resampling_slerps_rotations_and_lerps_translation(tmp_path: Path) -> No
     def rotation(aa: np.ndarray) -> np.ndarray:
         import torch
 
-        from prior.body import axis_angle_to_matrix
+        from prior.rotations import axis_angle_to_matrix
 
         return axis_angle_to_matrix(torch.from_numpy(aa.reshape(-1, 3)).double()).numpy()
 

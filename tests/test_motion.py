@@ -15,7 +15,6 @@ import torch
 from prior_helpers import DATA, OFFICIAL_CKPT
 
 from prior import Cancelled
-from prior.body import axis_angle_to_matrix, matrix_to_axis_angle
 from prior.data import load_clip, load_joints, save_clip
 from prior.metrics import mpjpe_mm
 from prior.motion import (
@@ -30,6 +29,7 @@ from prior.motion import (
     root_from_joints,
     window_starts,
 )
+from prior.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 
 pytest_plugins = ["task_fixtures"]  # body, official, trained, one_thread
 pytestmark = pytest.mark.usefixtures("one_thread")

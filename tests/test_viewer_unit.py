@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from prior.body import axis_angle_to_matrix, load_body_model
+from prior.body import load_body_model
 from prior.errors import Cancelled, InputError
+from prior.rotations import axis_angle_to_matrix, matrix_to_wxyz_np, wxyz_to_matrix_np
 from viewer.history import History
 from viewer.pacer import Pacer
 from viewer.panels.complete import part_of_joint
 from viewer.panels.edit import local_rotation
-from viewer.rig import BodyRig, matrix_to_wxyz, wxyz_to_matrix
+from viewer.rig import BodyRig
 from viewer.worker import Job, PriorWorker
 
 
@@ -30,7 +31,7 @@ def test_viser_skinning_of_the_rig_matches_the_body_model(rig, shared_data):
     body = rig.body
     want = body.forward(torch.as_tensor(poses), hand_pose=body.hand_mean[None].expand(4, -1)).vertices.numpy()
     pose = rig.pose(poses)
-    rot = wxyz_to_matrix(pose.wxyz)
+    rot = wxyz_to_matrix_np(pose.wxyz)
     piece = rig.whole
     got = np.zeros_like(want)
     for k in range(22):
@@ -72,20 +73,20 @@ def test_numpy_rig_fk_matches_the_body_models_joints(rig):
     assert np.abs(got.positions - want).max() < 1e-5
     # and the world rotations are those the body's own torch FK gives
     rot = axis_angle_to_matrix(torch.as_tensor(np.concatenate([roots, poses], 1).reshape(5, 22, 3)).double())
-    assert np.allclose(wxyz_to_matrix(got.wxyz)[:, 1], (rot[:, 0] @ rot[:, 1]).numpy(), atol=1e-6)
+    assert np.allclose(wxyz_to_matrix_np(got.wxyz)[:, 1], (rot[:, 0] @ rot[:, 1]).numpy(), atol=1e-6)
 
 
 def test_rotation_conversions_round_trip():
     rng = np.random.default_rng(0)
     aa = rng.normal(0, 1.0, (100, 3))
     rot = axis_angle_to_matrix(torch.as_tensor(aa)).numpy()
-    assert np.allclose(wxyz_to_matrix(matrix_to_wxyz(rot)), rot, atol=1e-9)
+    assert np.allclose(wxyz_to_matrix_np(matrix_to_wxyz_np(rot)), rot, atol=1e-9)
 
 
 def test_gizmo_rotation_sets_the_joints_world_rotation(rig):
     pose = np.random.default_rng(1).normal(0, 0.3, 63).astype(np.float32)
     current = rig.pose(pose[None])
-    target = matrix_to_wxyz(wxyz_to_matrix(np.array([0.9, 0.3, -0.2, 0.1])))
+    target = matrix_to_wxyz_np(wxyz_to_matrix_np(np.array([0.9, 0.3, -0.2, 0.1])))
     edited = local_rotation(pose, current.rotations[0], 18, target)
     after = rig.pose(edited[None])
     assert np.allclose(np.abs(after.wxyz[0, 18] @ target), 1.0, atol=1e-6)

@@ -16,6 +16,7 @@ import torch
 
 from prior.body import BodyModel, depth_order, fold_to_body_joint
 from prior.parts import NUM_SKELETON_JOINTS, SMPLX_JOINT_NAMES, SMPLX_PARENTS
+from prior.rotations import axis_angle_to_matrix_np, matrix_to_wxyz_np
 
 NUM_BONES = NUM_SKELETON_JOINTS  # one bone per SMPL-X joint 0..21: the pelvis and the joints of ``pose_body``
 
@@ -50,58 +51,6 @@ class RigPose:
 
     def row(self, i: int) -> RigPose:
         return RigPose(self.wxyz[i : i + 1], self.positions[i : i + 1], self.rotations[i : i + 1])
-
-
-def matrix_to_wxyz(rot: np.ndarray) -> np.ndarray:
-    """Unit quaternions ``(..., 4)`` (w, x, y, z) from rotation matrices ``(..., 3, 3)``.
-
-    Shepperd's method: the largest of the four candidate denominators is used, so no branch
-    divides by a value near zero.
-    """
-    m = rot.reshape(-1, 3, 3)
-    tr = m[:, 0, 0] + m[:, 1, 1] + m[:, 2, 2]
-    cand = np.stack([tr, m[:, 0, 0], m[:, 1, 1], m[:, 2, 2]], 1)
-    which = cand.argmax(1)
-    q = np.empty((m.shape[0], 4))
-    s = np.sqrt(np.maximum(1.0 + 2.0 * cand.max(1) - tr, 1e-12)) * 2  # 4 * |largest component|
-    w = which == 0
-    q[w] = np.stack([0.25 * s[w], (m[w, 2, 1] - m[w, 1, 2]) / s[w], (m[w, 0, 2] - m[w, 2, 0]) / s[w], (m[w, 1, 0] - m[w, 0, 1]) / s[w]], 1)
-    x = which == 1
-    q[x] = np.stack([(m[x, 2, 1] - m[x, 1, 2]) / s[x], 0.25 * s[x], (m[x, 0, 1] + m[x, 1, 0]) / s[x], (m[x, 0, 2] + m[x, 2, 0]) / s[x]], 1)
-    y = which == 2
-    q[y] = np.stack([(m[y, 0, 2] - m[y, 2, 0]) / s[y], (m[y, 0, 1] + m[y, 1, 0]) / s[y], 0.25 * s[y], (m[y, 1, 2] + m[y, 2, 1]) / s[y]], 1)
-    z = which == 3
-    q[z] = np.stack([(m[z, 1, 0] - m[z, 0, 1]) / s[z], (m[z, 0, 2] + m[z, 2, 0]) / s[z], (m[z, 1, 2] + m[z, 2, 1]) / s[z], 0.25 * s[z]], 1)
-    q /= np.linalg.norm(q, axis=1, keepdims=True)
-    return q.reshape(*rot.shape[:-2], 4)
-
-
-def rodrigues(axis_angle: np.ndarray) -> np.ndarray:
-    """Rotation matrices ``(..., 3, 3)`` from axis-angle ``(..., 3)``: numpy twin of
-    :func:`prior.body.axis_angle_to_matrix` (``I + a K + b K^2``, Taylor terms near zero)."""
-    theta2 = np.sum(axis_angle * axis_angle, -1)[..., None, None]
-    small = theta2 < 1e-4
-    theta = np.sqrt(np.where(small, 1.0, theta2))
-    a = np.where(small, 1 - theta2 / 6 + theta2 * theta2 / 120, np.sin(theta) / theta)
-    b = np.where(small, 0.5 - theta2 / 24 + theta2 * theta2 / 720, 2 * np.sin(0.5 * theta) ** 2 / (theta * theta))
-    x, y, z = np.moveaxis(axis_angle, -1, 0)
-    zero = np.zeros_like(x)
-    k = np.stack((zero, -z, y, z, zero, -x, -y, x, zero), -1).reshape(*axis_angle.shape[:-1], 3, 3)
-    return np.eye(3) + a * k + b * (k @ k)
-
-
-def wxyz_to_matrix(q: np.ndarray) -> np.ndarray:
-    """Rotation matrices ``(..., 3, 3)`` from quaternions ``(..., 4)`` (w, x, y, z; normalised here)."""
-    q = np.asarray(q, np.float64)
-    w, x, y, z = np.moveaxis(q / np.linalg.norm(q, axis=-1, keepdims=True), -1, 0)
-    return np.stack(
-        [
-            1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-            2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-            2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
-        ],
-        -1,
-    ).reshape(*q.shape[:-1], 3, 3)
 
 
 class BodyRig:
@@ -193,7 +142,7 @@ class BodyRig:
         root = np.zeros((n, 3)) if root_orient is None else np.asarray(root_orient, np.float64).reshape(n, 3)
         # The body's FK over the 22 joints that move (fingers are baked into the wrists), in numpy:
         # for a handful of bodies per frame, torch's per-op overhead would cost 5x more.
-        rot = rodrigues(np.concatenate([root, pose], 1).reshape(n, NUM_BONES, 3))
+        rot = axis_angle_to_matrix_np(np.concatenate([root, pose], 1).reshape(n, NUM_BONES, 3))
         rotations = np.empty_like(rot)
         positions = np.empty((n, NUM_BONES, 3))
         rotations[:, 0] = rot[:, 0]
@@ -204,7 +153,7 @@ class BodyRig:
             positions[:, joints] = positions[:, parents] + (parent_r @ self._offsets[joints, :, None])[..., 0]
         if transl is not None:
             positions = positions + np.asarray(transl, np.float64).reshape(n, 1, 3)
-        return RigPose(matrix_to_wxyz(rotations), positions, rotations)
+        return RigPose(matrix_to_wxyz_np(rotations), positions, rotations)
 
     def joints(self, pose: RigPose) -> np.ndarray:
         """``(N, 22, 3)`` joint positions of a posed rig (the bone positions)."""

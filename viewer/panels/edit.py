@@ -9,12 +9,11 @@ import viser
 
 import torch
 
-from prior.body import matrix_to_axis_angle
 from prior.ik import IKResult, inverse_kinematics, keep_plausible
 from prior.parts import BODY_JOINT_NAMES, SMPLX_PARENTS
 from prior.plausibility import Plausibility, plausibility
+from prior.rotations import matrix_to_axis_angle, wxyz_to_matrix_np
 
-from ..rig import wxyz_to_matrix
 from .base import Panel
 
 if TYPE_CHECKING:
@@ -30,7 +29,7 @@ def local_rotation(pose_body: np.ndarray, world_r: np.ndarray, smplx_joint: int,
     """``pose_body: (63,)`` with SMPL-X joint ``smplx_joint`` (1..21) rotated so that its world
     rotation becomes ``new_world_wxyz``; ``world_r: (22, 3, 3)`` the current world rotations."""
     parent_r = world_r[SMPLX_PARENTS[smplx_joint]]
-    local = parent_r.T @ wxyz_to_matrix(new_world_wxyz)
+    local = parent_r.T @ wxyz_to_matrix_np(new_world_wxyz)
     out = pose_body.copy()
     out[3 * (smplx_joint - 1) : 3 * smplx_joint] = matrix_to_axis_angle(torch.from_numpy(local)).numpy()
     return out

@@ -13,7 +13,6 @@ import torch
 import viser
 import viser.uplot as uplot
 
-from prior.body import axis_angle_to_matrix
 from prior.checkpoint import asset_path
 from prior.data import Clip, JointTrack, clip_arrays, load_motion, save_clip
 from prior.errors import InputError
@@ -26,9 +25,10 @@ from prior.motion import (
     root_from_joints,
 )
 from prior.progress import Progress
+from prior.rotations import axis_angle_to_matrix, matrix_to_wxyz_np
 
 from ..body_handle import BodyHandle
-from ..rig import NUM_BONES, RigPose, matrix_to_wxyz
+from ..rig import NUM_BONES, RigPose
 from ..uploads import MAX_CLIP_BYTES, upload_error, uploaded_to_file
 from ..worker import JobContext
 from .base import Panel
@@ -389,7 +389,7 @@ class MotionPanel(Panel):
     def _place(self) -> None:
         """Put the clips side by side (original, noisy, denoised) or on top of each other."""
         overlaid = self.layout.value == "overlaid"
-        wxyz = matrix_to_wxyz(self._turn)
+        wxyz = matrix_to_wxyz_np(self._turn)
         nodes = dict(self.bodies)
         for key, body in nodes.items():
             x = 0.0 if overlaid else SLOTS[key]
