@@ -23,9 +23,10 @@ import tyro
 
 from prior import load_body_model, load_prior
 from prior.checkpoint import save_prior
-from prior.completion import DPoserSchedule, PosteriorSchedule, complete, make_mask
+from prior.completion import PosteriorSchedule, complete, make_mask
 from prior.evaluate import body_joints, nearest_visible
 from prior.metrics import mpjpe_mm
+from prior.optim import DPoserSchedule
 from prior.parts import part_joints
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"

@@ -5,42 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-import numpy as np
 import torch
 
+from .optim import Adam, DPoserSchedule, prior_residual, prior_weights
 from .parts import POSE_DIM, joint_mask, part_joints
 from .pose_prior import PosePrior, TimeSchedule, as_tensor
 from .progress import CancelFlag, Progress, ProgressFn, check_cancel, cpu_copy, make_generator, should_report
+from .sampling import EulerMaruyama
 
 Solver = Literal["dposer", "dps", "scoresde"]
-
-
-@dataclass(frozen=True)
-class DPoserSchedule:
-    """DPoser's optimisation settings: Adam on the normalised pose with a truncated, linearly
-    falling diffusion time ``t_max -> t_min`` over ``iterations * steps_per_iter`` steps."""
-
-    lr: float = 0.1
-    iterations: int = 2
-    steps_per_iter: int = 100
-    t_max: float = 0.2
-    t_min: float = 0.002
-
-    @classmethod
-    def for_prior(cls, prior: PosePrior) -> DPoserSchedule:
-        """The completion settings a checkpoint recommends (``completion_schedule`` in its
-        provenance, chosen on validation data for that network), else DPoser's defaults."""
-        tuned = prior.info.get("completion_schedule") or {}
-        return cls(**{k: v for k, v in tuned.items() if k in cls.__dataclass_fields__})
-
-    @property
-    def total(self) -> int:
-        return self.iterations * self.steps_per_iter
-
-    def times(self) -> np.ndarray:
-        """``(total,)`` diffusion times, ``t_k = t_min + (total - k - 1) / total * (t_max - t_min)``."""
-        k = np.arange(self.total)
-        return self.t_min + (self.total - k - 1) / self.total * (self.t_max - self.t_min)
 
 
 @dataclass(frozen=True)
@@ -134,10 +107,6 @@ def complete(
         raise ValueError("hypotheses must be >= 1")
     gen = make_generator(seed, device)
 
-    # Flatten (pose, hypothesis) into one batch: row r = pose r // H, hypothesis r % H.
-    obs = prior.normalize(pose_body).repeat_interleave(hypotheses, dim=0)
-    masked_rows = masked.repeat_interleave(hypotheses, dim=0)
-
     def to_output(x: torch.Tensor) -> torch.Tensor:
         pose = prior.denormalize(x).reshape(n, hypotheses, POSE_DIM)
         return torch.where(masked[:, None, :], pose, pose_body[:, None, :])
@@ -158,6 +127,9 @@ def complete(
             out = to_output(x)
         return CompletionResult(pose_body=out.cpu(), mask=torch.as_tensor(mask, dtype=torch.bool).cpu())
     with torch.inference_mode():
+        # Flatten (pose, hypothesis) into one batch: row r = pose r // H, hypothesis r % H.
+        obs = prior.normalize(pose_body).repeat_interleave(hypotheses, dim=0)
+        masked_rows = masked.repeat_interleave(hypotheses, dim=0)
         if solver == "dposer":
             start = None if init == "noise" else obs
             schedule = schedule if schedule is not None else DPoserSchedule.for_prior(prior)
@@ -168,46 +140,6 @@ def complete(
             raise ValueError(f"unknown solver {solver!r}; expected 'dposer', 'dps' or 'scoresde'")
         out = to_output(x)
     return CompletionResult(pose_body=out.cpu(), mask=torch.as_tensor(mask, dtype=torch.bool).cpu())
-
-
-def prior_weights(sched: TimeSchedule) -> torch.Tensor:
-    """DPoser's prior-term weight ``w = 0.5 sqrt(1 + alpha / std)`` at each schedule time, ``(S,)``."""
-    return 0.5 * torch.sqrt(1.0 + sched.alpha / sched.std)
-
-
-def prior_residual(sched: TimeSchedule, i: int, x: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-    """DPoser's prior residual ``x - x0_hat(alpha_i x + std_i z)`` at the schedule's ``i``-th time.
-
-    ``x: (B, 63)`` in model space; ``noise: (B, 63)`` one draw of ``z``, or ``(M, B, 63)`` draws whose
-    clean estimates are averaged (one network pass for all of them). ``x0_hat`` is treated as a
-    constant, so ``L_prior = mean(w (x - x0_hat)^2)`` has the gradient ``2 w r / D`` with ``r`` the
-    returned ``(B, 63)`` residual: the prior costs one forward pass and no backward pass.
-    """
-    x_t = sched.alpha[i] * x + sched.std[i] * noise
-    x0 = sched.x0_hat(x_t.reshape(-1, x.shape[-1]), i).reshape(x_t.shape)
-    return x - (x0 if noise.ndim == x.ndim else x0.mean(0))
-
-
-class Adam:
-    """Adam (betas 0.9, 0.999, eps 1e-8, as ``torch.optim.Adam``) for a tensor whose gradient is
-    computed by hand: DPoser's prior gradient is analytic, so autograd would only add overhead."""
-
-    def __init__(self, lr: float, *, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
-        self.lr, self.betas, self.eps = lr, betas, eps
-        self.m: torch.Tensor | None = None
-        self.v: torch.Tensor | None = None
-        self.steps = 0
-
-    def step(self, x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
-        """One update; returns the new ``x`` (a new tensor, same shape as ``grad``)."""
-        b1, b2 = self.betas
-        if self.m is None or self.v is None:
-            self.m, self.v = torch.zeros_like(grad), torch.zeros_like(grad)
-        self.m.mul_(b1).add_(grad, alpha=1 - b1)
-        self.v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
-        self.steps += 1
-        denom = (self.v / (1 - b2**self.steps)).sqrt_().add_(self.eps)
-        return x - (self.lr / (1 - b1**self.steps)) * self.m / denom
 
 
 def _dposer_solve(prior, obs, masked, schedule: DPoserSchedule, gen, report, cancel, start=None,
@@ -231,21 +163,31 @@ def _dposer_solve(prior, obs, masked, schedule: DPoserSchedule, gen, report, can
     return x
 
 
+class _Inpainting:
+    """A predictor whose update puts the observed dims back after every step, forward-noised to
+    the step's time (ScoreSDE's inpainting: ``get_inpaint_update_fn`` in ``yang-song/score_sde``)."""
+
+    def __init__(self, predictor: EulerMaruyama, obs: torch.Tensor, masked: torch.Tensor, gen: torch.Generator):
+        self.predictor, self.obs, self.masked, self.gen = predictor, obs, masked, gen
+
+    def step(self, x: torch.Tensor, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The predictor's ``(x, x_mean)`` with ``x``'s observed dims replaced by ``alpha_i obs + std_i z``."""
+        x, x_mean = self.predictor.step(x, i)
+        sched = self.predictor.sched
+        noisy_obs = sched.alpha[i] * self.obs + sched.std[i] * torch.randn(x.shape, generator=self.gen, device=x.device)
+        return torch.where(self.masked, x, noisy_obs), x_mean
+
+
 def _scoresde_solve(prior, obs, masked, steps: int, gen, report, cancel, eps: float = 1e-3) -> torch.Tensor:
     device = obs.device
     grid = torch.linspace(prior.sde.T, eps, steps, device=device)
-    sched = prior.schedule(grid)
+    stepper = _Inpainting(EulerMaruyama(prior, grid, gen=gen), obs, masked, gen)
     dt = 1.0 / steps
     x = torch.randn(obs.shape, generator=gen, device=device)
     x_mean = x
     for i in range(steps):
         check_cancel(cancel)
-        t = grid[i].expand(x.shape[0])
-        drift, g = prior.sde.reverse(x, t, sched.score(x, i))
-        x_mean = x - drift * dt
-        x = x_mean + g[:, None] * dt**0.5 * torch.randn(x.shape, generator=gen, device=device)
-        noisy_obs = sched.alpha[i] * obs + sched.std[i] * torch.randn(x.shape, generator=gen, device=device)
-        x = torch.where(masked, x, noisy_obs)
+        x, x_mean = stepper.step(x, i)
         report(i + 1, steps, float(max(grid[i] - dt, 0.0)), x_mean if i == steps - 1 else x)
     return x_mean
 

@@ -5,7 +5,7 @@ The objective is DPoser's, with a data term for the targets:
     sum_k ||J_k(pose) - target_k||^2  +  prior_weight * w(t) * mean((x - x0_hat)^2)
 
 where ``x`` is the pose in model space and ``x0_hat`` the prior's one-step clean estimate of ``x``
-brought to diffusion time ``t`` (``prior.completion.prior_residual`` with zero noise, so that
+brought to diffusion time ``t`` (``prior.optim.prior_residual`` with zero noise, so that
 repeated solves do not jitter), treated as a constant. With ``x0_hat`` held the prior term is
 quadratic and the whole objective is least squares, solved by damped Gauss-Newton
 (Levenberg-Marquardt): each iteration is one batched forward-kinematics pass (a central-difference
@@ -26,22 +26,14 @@ import numpy as np
 import torch
 
 from .body import BodyModel
-from .completion import (
-    DPoserSchedule,
-    complete,
-    make_mask,
-    prior_residual,
-    prior_weights,
-)
+from .completion import complete, make_mask
 from .motion import NUM_JOINTS
+from .optim import DPoserSchedule, prior_residual, prior_weights
 from .parts import NUM_BODY_JOINTS, POSE_DIM, joint_mask
 from .pose_prior import PosePrior, as_tensor
 from .progress import CancelFlag, Progress, ProgressFn, check_cancel, cpu_copy
 
-# Refinement of the untouched joints: DPoser's completion from the current pose, gentler than
-# completing from noise (lower starting time, fewer steps).
 FD_STEP_RAD = 1e-3  # finite-difference step of the Jacobian (float32 joints: ~1e-4 relative error)
-REFINE_SCHEDULE = DPoserSchedule(lr=0.05, iterations=2, steps_per_iter=30, t_max=0.1, t_min=0.002)
 
 
 @dataclass(frozen=True)

@@ -26,9 +26,9 @@ import numpy as np
 import torch
 
 from .body import BodyModel
-from .completion import Adam, DPoserSchedule, prior_residual, prior_weights
 from .data import Clip
 from .metrics import mpjpe_mm
+from .optim import Adam, DPoserSchedule, prior_residual, prior_weights
 from .parts import NUM_SKELETON_JOINTS, PARTS, POSE_DIM, SMPLX_JOINT_NAMES
 from .pose_prior import PosePrior, as_tensor
 from .progress import (

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from .checkpoint import asset_path
-from .completion import prior_residual
+from .optim import prior_residual
 from .parts import POSE_DIM
 from .pose_prior import PosePrior, as_tensor
 
@@ -74,7 +74,7 @@ def prior_energy(
 
     ``log mean_{t, z} |eps_hat(alpha_t x + std_t z, t) - z|^2 / 63`` over ``options.times`` and
     ``options.draws`` fixed draws ``z``; ``eps_hat - z = (alpha / std) (x - x0_hat)``, DPoser's prior
-    residual (``prior.completion.prior_residual``) rescaled to unit noise.
+    residual (``prior.optim.prior_residual``) rescaled to unit noise.
     """
     pose = as_tensor(pose_body, prior.device).reshape(-1, POSE_DIM)
     n, draws = pose.shape[0], options.draws

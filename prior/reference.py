@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from .completion import DPoserSchedule
+from .optim import DPoserSchedule
 from .pose_prior import PosePrior
 
 

@@ -54,7 +54,7 @@ def generate(
         x = torch.randn(num, prior.pose_dim, generator=gen, device=device)
         if sampler == "sde":
             grid = torch.linspace(prior.sde.T, eps, steps, device=device)
-            stepper = _EulerMaruyama(prior, grid, corrector=corrector, snr=snr, gen=gen)
+            stepper: EulerMaruyama | _Heun = EulerMaruyama(prior, grid, corrector=corrector, snr=snr, gen=gen)
         elif sampler == "ode":
             grid = torch.linspace(prior.sde.T, eps, steps + 1, device=device)
             stepper = _Heun(prior, grid)
@@ -64,7 +64,8 @@ def generate(
         t_after = stepper.times_after()
         for i in range(steps):
             check_cancel(cancel)
-            x, x_out = stepper.step(x, i)
+            x, x_mean = stepper.step(x, i)
+            x_out = x_mean if i == steps - 1 else x  # the last step returns the noise-free mean
             if traj is not None:
                 traj[i] = prior.denormalize(x_out)
             if callback is not None and should_report(i + 1, steps, callback_every):
@@ -77,10 +78,16 @@ def generate(
     )
 
 
-class _EulerMaruyama:
-    """Reverse-SDE Euler-Maruyama steps as the reference takes them (dt = -1/steps)."""
+class EulerMaruyama:
+    """The reverse-SDE Euler-Maruyama predictor as DPoser's reference takes it (``dt = -1/steps``
+    over ``grid: (steps,)``, falling from ``T``), optionally after a Langevin corrector step.
 
-    def __init__(self, prior: PosePrior, grid: torch.Tensor, *, corrector: bool, snr: float, gen: torch.Generator):
+    The one predictor of the project: :func:`generate` calls it directly, and completion's ScoreSDE
+    solver wraps its update to put the observation back after each step (ScoreSDE's inpainting).
+    """
+
+    def __init__(self, prior: PosePrior, grid: torch.Tensor, *, corrector: bool = False, snr: float = 0.16,
+                 gen: torch.Generator):
         self.prior, self.grid, self.gen = prior, grid, gen
         self.sched: TimeSchedule = prior.schedule(grid)
         self.dt = 1.0 / len(grid)
@@ -104,15 +111,15 @@ class _EulerMaruyama:
         return x + step * grad + torch.sqrt(2 * step) * noise
 
     def step(self, x: torch.Tensor, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Step ``i`` from ``grid[i]``: the next sample ``x (B, D)`` and its noise-free mean ``(B, D)``
+        (what a sampler returns after its last step)."""
         if self.corrector:
             x = self._langevin(x, i)
         t = self.grid[i].expand(x.shape[0])
         drift, g = self.prior.sde.reverse(x, t, self.sched.score(x, i))
         x_mean = x - drift * self.dt
         z = torch.randn(x.shape, generator=self.gen, device=x.device)
-        x = x_mean + g[:, None] * (self.dt**0.5) * z
-        last = i == len(self.grid) - 1
-        return x, (x_mean if last else x)
+        return x_mean + g[:, None] * (self.dt**0.5) * z, x_mean
 
 
 class _Heun:

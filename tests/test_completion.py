@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from prior import Cancelled, load_prior
-from prior.completion import DPoserSchedule, PosteriorSchedule, complete, make_mask
+from prior.completion import PosteriorSchedule, complete, make_mask
+from prior.optim import DPoserSchedule
 from prior.parts import PARTS
 from prior.reference import reference_complete
 from prior_helpers import DATA, OFFICIAL_CKPT, gaussian_prior, small_random_prior
