@@ -27,8 +27,8 @@ import torch
 import tyro
 
 from prior import load_body_model, load_prior
-from prior.checkpoint import asset_path
 from prior.data import load_clip
+from prior.files import asset_path
 from prior.ik import inverse_kinematics
 from prior.metrics import mpjpe_mm
 from prior.motion import (

@@ -28,7 +28,6 @@ import warnings
 import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -36,8 +35,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .data import checked_file
 from .errors import InputError
+from .files import asset_path, checked_file
 from .parts import (
     NUM_BODY_JOINTS,
     NUM_SKELETON_JOINTS,
@@ -562,16 +561,8 @@ def smplx_labels_from_segmentation(segmentation: Mapping[str, Sequence[int]], nu
     return labels
 
 
-def _asset(name: str) -> Any:
-    """A file in the shipped ``assets/`` folder (package ``prior.assets`` once installed)."""
-    try:
-        return resources.files("prior.assets") / name
-    except ModuleNotFoundError:  # running from a source checkout on PYTHONPATH
-        return Path(__file__).resolve().parents[1] / "assets" / name
-
-
 def _smplx_vertex_labels() -> np.ndarray:
-    with _asset(SMPLX_LABELS_ASSET).open("rb") as f, np.load(f, allow_pickle=False) as data:
+    with asset_path(SMPLX_LABELS_ASSET).open("rb") as f, np.load(f, allow_pickle=False) as data:
         return data["labels"].astype(np.int64)
 
 

@@ -19,17 +19,15 @@ import pickle
 import re
 import types
 import zipfile
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from .data import checked_file
 from .errors import InputError
+from .files import asset_path, atomic_write, checked_file, default_checkpoint_path
 from .model import NetConfig, ScoreNet
-from .npzio import atomic_write
 from .parts import POSE_DIM
 from .pose_prior import PosePrior, resolve_device
 from .sde import SubVPSDE
@@ -37,17 +35,6 @@ from .sde import SubVPSDE
 FORMAT_NAME = "dposer-view"
 FORMAT_VERSION = 1
 MAX_CHECKPOINT_BYTES = 2 * 1024**3
-DEFAULT_CHECKPOINT = "dposer_amass_default.safetensors"
-
-
-def asset_path(name: str) -> Path:
-    """Path of a file shipped in ``assets/``."""
-    return Path(str(resources.files("prior.assets").joinpath(name)))
-
-
-def default_checkpoint_path() -> Path:
-    """The shipped default prior in ``checkpoints/``."""
-    return Path(str(resources.files("prior.checkpoints").joinpath(DEFAULT_CHECKPOINT)))
 
 
 def amass_normalizer() -> tuple[torch.Tensor, torch.Tensor]:

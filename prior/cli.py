@@ -85,7 +85,7 @@ class Generate(Common):
     """Also save every step of the reverse diffusion."""
 
     def run(self) -> None:
-        from .npzio import save_npz
+        from .files import save_npz
         from .sampling import generate
 
         if self.num < 1 or self.steps < 2:
@@ -133,7 +133,7 @@ class Complete(Common):
     def run(self) -> None:
         from .completion import complete, make_mask
         from .data import load_poses
-        from .npzio import save_npz
+        from .files import save_npz
         from .parts import parse_joints
 
         if (self.part is None) == (self.joints is None):
@@ -224,7 +224,7 @@ class Eval(Common):
 
         from .data import load_poses
         from .evaluate import EvalData, evaluate_completion, evaluate_generation, format_tables, load_fid_stats
-        from .npzio import write_text_atomic
+        from .files import write_text_atomic
         from .parts import PARTS
 
         for part in self.parts:
@@ -296,7 +296,7 @@ class Denoise(Common):
 
         from .data import clip_arrays, load_clip, load_joints
         from .motion import DenoiseOptions, add_joint_noise, denoise_clip, denoise_motion, denoised_clip, parse_observed
-        from .npzio import save_npz, write_text_atomic
+        from .files import save_npz, write_text_atomic
 
         if (self.clip is None) == (self.joints is None):
             raise InputError("give exactly one of --clip (a clip to noise and denoise) and --joints (observed joints)")

@@ -22,17 +22,13 @@ Body pose is SMPL-X joints 1..21, which SMPL+H and SMPL share (same joints, same
 from __future__ import annotations
 
 import dataclasses
-import zipfile
-import zlib
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .errors import InputError
-from .npzio import save_npz
+from .files import NpzArchive, checked_floats, open_npz, save_npz
 from .parts import NUM_SKELETON_JOINTS, POSE_DIM
 from .rotations import slerp_axis_angle_np
 
@@ -142,108 +138,7 @@ class Clip:
 # Reading
 
 
-class _Archive:
-    """Checked, lazy access to the arrays of an ``.npz`` file (pickles refused per key)."""
-
-    def __init__(self, path: Path, data: np.lib.npyio.NpzFile) -> None:
-        self.path = path
-        self._data = data
-        self.files = tuple(data.files)
-
-    def __contains__(self, key: str) -> bool:
-        return key in self.files
-
-    def raw(self, key: str) -> np.ndarray:
-        try:
-            return self._data[key]
-        except ValueError as exc:
-            if "allow_pickle" in str(exc):
-                problem = f"contains pickled objects ({key!r}), which are not loaded for safety"
-                raise InputError(problem, self.path) from None
-            raise InputError(f"{key!r} could not be read ({exc})", self.path) from None
-        except (OSError, EOFError, zipfile.BadZipFile, zlib.error):
-            raise InputError("not a valid .npz file (truncated or wrong format)", self.path) from None
-
-    def floats(self, key: str, width: int | None, *, frames: int | None = None, what: str | None = None) -> np.ndarray:
-        """``key`` as float32 ``(T, width)``, checked by :func:`_checked_floats`."""
-        return _checked_floats(self.raw(key), key, self.path, width, frames=frames, what=what)
-
-    def text(self, key: str) -> str:
-        value = self.raw(key)
-        if value.dtype.kind not in "US" or value.size != 1:
-            raise InputError(f"{key!r} is not a string", self.path)
-        item = value.reshape(()).item()
-        return item.decode("utf-8", "replace") if isinstance(item, bytes) else str(item)
-
-    def number(self, key: str) -> float:
-        value = self.raw(key)
-        if value.size != 1 or not (np.issubdtype(value.dtype, np.floating) or np.issubdtype(value.dtype, np.integer)):
-            raise InputError(f"{key!r} is not a number (shape {value.shape}, dtype {value.dtype})", self.path)
-        number = float(value.reshape(()))
-        if not (np.isfinite(number) and number > 0):
-            raise InputError(f"{key!r} is {number}, expected a positive frame rate", self.path)
-        return number
-
-
-def _checked_floats(
-    value: np.ndarray, key: str, path: Path, width: int | None, *, frames: int | None = None, what: str | None = None
-) -> np.ndarray:
-    """``value`` as float32 ``(T, width)``; ``(T, width // 3, 3)`` is flattened; NaN/Inf refused."""
-    expected = f"(T, {width if width is not None else 'E'})" if what is None else what
-    if not (np.issubdtype(value.dtype, np.floating) or np.issubdtype(value.dtype, np.integer)):
-        raise InputError(f"{key!r} has dtype {value.dtype}, expected numbers", path)
-    if width is not None and value.ndim == 3 and value.shape[1:] == (width // 3, 3):
-        value = value.reshape(value.shape[0], width)
-    if value.ndim != 2 or (width is not None and value.shape[1] != width):
-        raise InputError(f"{key!r} has shape {value.shape}, expected {expected}", path)
-    if value.shape[0] == 0:
-        raise InputError(f"{key!r} has no frames (shape {value.shape})", path)
-    if frames is not None and value.shape[0] != frames:
-        raise InputError(f"{key!r} has {value.shape[0]} frames, expected {frames} like the poses", path)
-    if not np.isfinite(value).all():
-        raise InputError(f"{key!r} contains NaN or Inf", path)
-    return value.astype(np.float32)
-
-
-def checked_file(path: str | Path, *, max_bytes: int) -> Path:
-    """``path`` if it is a non-empty file of at most ``max_bytes``; else :class:`InputError`."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError("no such file", path)
-    if not path.is_file():
-        raise InputError("not a file", path)
-    size = path.stat().st_size
-    if size == 0:
-        raise InputError("empty file", path)
-    if size > max_bytes:
-        raise InputError(f"file is {size / 2**20:.0f} MiB, over the {max_bytes / 2**20:.0f} MiB limit", path)
-    return path
-
-
-@contextmanager
-def open_npz(path: str | Path, *, max_bytes: int) -> Iterator[_Archive]:
-    """An ``.npz`` archive opened safely (size-checked, no pickle), for reading checked arrays;
-    every problem is an :class:`InputError` naming the file."""
-    path = checked_file(path, max_bytes=max_bytes)
-    with path.open("rb") as f:
-        head = f.read(2)
-    if head[:1] == b"\x80":
-        raise InputError("is a Python pickle, which is not loaded for safety; expected an .npz archive", path)
-    try:
-        data = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
-        raise InputError("not a valid .npz file (truncated or wrong format)", path) from None
-    if not isinstance(data, np.lib.npyio.NpzFile):
-        raise InputError("is a single .npy array; expected an .npz archive of named arrays", path)
-    with data:
-        # Compressed members could expand far beyond the file size.
-        unpacked = sum(info.file_size for info in data.zip.infolist())
-        if unpacked > max_bytes:
-            raise InputError(f"unpacks to {unpacked / 2**20:.0f} MiB, over the {max_bytes / 2**20:.0f} MiB limit", path)
-        yield _Archive(path, data)
-
-
-def _no_pose_error(archive: _Archive) -> InputError:
+def _no_pose_error(archive: NpzArchive) -> InputError:
     found = ", ".join(repr(k) for k in archive.files) or "nothing"
     return InputError(
         f"no poses found: expected 'poses' (AMASS), 'pose_body', 'body_pose' or 'pose_samples'; found {found}",
@@ -251,7 +146,7 @@ def _no_pose_error(archive: _Archive) -> InputError:
     )
 
 
-def _betas(archive: _Archive, key: str) -> np.ndarray | None:
+def _betas(archive: NpzArchive, key: str) -> np.ndarray | None:
     if key not in archive:
         return None
     value = archive.raw(key)
@@ -266,7 +161,7 @@ def _betas(archive: _Archive, key: str) -> np.ndarray | None:
     return value.astype(np.float32)
 
 
-def _clip_from_archive(archive: _Archive) -> Clip:
+def _clip_from_archive(archive: NpzArchive) -> Clip:
     fields: dict[str, np.ndarray | None] = {}
     if "poses" in archive:
         poses = archive.raw("poses")
@@ -412,7 +307,7 @@ def load_poses(path: str | Path, *, key: str | None = None, max_bytes: int = MAX
             raise InputError(f"{found!r} has shape {value.shape}, expected (N, 63)", archive.path)
         if value.size == 0:
             raise InputError(f"{found!r} has no poses (shape {value.shape})", archive.path)
-        return _checked_floats(value.reshape(-1, POSE_DIM), found, archive.path, POSE_DIM, what="(N, 63)")
+        return checked_floats(value.reshape(-1, POSE_DIM), found, archive.path, POSE_DIM, what="(N, 63)")
 
 
 JOINT_KEYS = ("joints", "noisy_joints", "keypoints3d", "joints3d")
@@ -568,7 +463,7 @@ def save_clip(clip: Clip, path: str | Path) -> Path:
     """Write ``clip`` to ``path`` in the AMASS SMPL-X stageii layout (readable by :func:`load_clip`,
     aitviewer and the SMPL-X Blender add-on).
 
-    The file appears complete or not at all (:func:`prior.npzio.save_npz`: a temporary file
+    The file appears complete or not at all (:func:`prior.files.save_npz`: a temporary file
     in the same folder, renamed over ``path``; missing folders are created). Fields the clip
     lacks are written as zeros (and an assumed frame rate as 30), listed in ``dposer_defaults``
     so that reading the file back gives the same clip.
@@ -586,4 +481,17 @@ def save_clip(clip: Clip, path: str | Path) -> Path:
         raise InputError(f"cannot write the file ({exc.strerror or exc})", path) from None
 
 
-__all__ = ["DEFAULT_FPS", "Clip", "checked_file", "clip_arrays", "load_clip", "load_poses", "save_clip"]
+__all__ = [
+    "DEFAULTS_KEY",
+    "DEFAULT_FPS",
+    "JOINT_KEYS",
+    "MAX_FILE_BYTES",
+    "Clip",
+    "JointTrack",
+    "clip_arrays",
+    "load_clip",
+    "load_joints",
+    "load_motion",
+    "load_poses",
+    "save_clip",
+]

@@ -40,8 +40,8 @@ class EvalData:
 
 def load_fid_stats(path) -> tuple[np.ndarray, np.ndarray]:
     """Frechet reference statistics ``mu (63,)``, ``sigma (63, 63)`` from an npz (checked)."""
-    from .data import open_npz
     from .errors import InputError
+    from .files import open_npz
 
     with open_npz(path, max_bytes=16 * 2**20) as archive:
         out = []

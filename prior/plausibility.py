@@ -24,7 +24,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from .checkpoint import asset_path
+from .files import asset_path
 from .optim import prior_residual
 from .parts import POSE_DIM
 from .pose_prior import PosePrior, as_tensor

@@ -309,7 +309,8 @@ def load_training_data(path: str | os.PathLike, *, split: str = "train", val_spl
     """Poses from an npz with split keys (``train``/``val``, as ``amass_body_poses.npz``), or any pose file.
 
     Read and checked by ``prior.data`` (no pickles, size limits, shapes, NaN/Inf)."""
-    from .data import MAX_FILE_BYTES, load_poses, open_npz
+    from .data import MAX_FILE_BYTES, load_poses
+    from .files import open_npz
 
     path = Path(path)
     with open_npz(path, max_bytes=MAX_FILE_BYTES) as archive:

@@ -9,6 +9,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+import prior.files
 from prior import InputError, load_prior
 from prior.checkpoint import save_prior
 from prior_helpers import OFFICIAL_CKPT, small_random_prior
@@ -120,7 +121,34 @@ def test_own_format_missing_normaliser(tmp_path):
     expect_error(path, "normaliser")
 
 
-def test_save_is_atomic_and_leaves_no_temp_files(tmp_path):
-    prior = small_random_prior()
-    save_prior(prior, tmp_path / "p.safetensors")
+def test_save_is_atomic_and_leaves_no_temp_files(tmp_path, monkeypatch):
+    path = save_prior(small_random_prior(), tmp_path / "p.safetensors")
+    assert [p.name for p in tmp_path.iterdir()] == ["p.safetensors"]
+    before = path.read_bytes()
+
+    class FullDisk:
+        """The file being written: half of the bytes go to disk, then the disk is full."""
+
+        def __init__(self, f):
+            self.f = f
+
+        def write(self, data):
+            self.f.write(bytes(data[: len(data) // 2]))
+            self.f.flush()
+            raise OSError(28, "No space left on device")
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+    real_fdopen = os.fdopen
+    monkeypatch.setattr(prior.files.os, "fdopen", lambda fd, mode: FullDisk(real_fdopen(fd, mode)))
+    with pytest.raises(OSError, match="No space left"):
+        save_prior(small_random_prior(seed=1), path)
+    assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["p.safetensors"]

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from prior import load_body_model, load_prior
-from prior.checkpoint import default_checkpoint_path
 from prior.completion import complete, make_mask
 from prior.evaluate import body_joints
+from prior.files import default_checkpoint_path
 from prior.metrics import mpjpe_mm
 from prior.sampling import generate
 from prior_helpers import DATA

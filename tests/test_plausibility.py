@@ -8,7 +8,7 @@ import torch
 from prior_helpers import DATA, OFFICIAL_CKPT
 
 from prior import load_prior
-from prior.checkpoint import asset_path
+from prior.files import asset_path
 from prior.plausibility import (
     CALIBRATION_ASSET,
     PlausibilityOptions,

@@ -13,7 +13,7 @@ import viser
 
 from prior.data import Clip, clip_arrays, save_clip
 from prior.errors import InputError
-from prior.npzio import atomic_write
+from prior.files import atomic_write
 
 from .base import Panel
 

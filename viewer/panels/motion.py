@@ -13,9 +13,9 @@ import torch
 import viser
 import viser.uplot as uplot
 
-from prior.checkpoint import asset_path
 from prior.data import Clip, JointTrack, clip_arrays, load_motion, save_clip
 from prior.errors import InputError
+from prior.files import asset_path
 from prior.metrics import mpjpe_mm
 from prior.motion import (
     DenoiseOptions,
