@@ -4,8 +4,11 @@ Formats read:
 - the official DPoser ``.pth`` (``model_state_dict`` + ``ema`` shadow list), normalised with the
   AMASS train statistics the released model expects (shipped in ``assets/``);
 - the DPoser-X body ``.ckpt`` (Lightning ``state_dict`` with ``model.`` prefix, EMA in ``model_ema``);
-- this project's ``.safetensors`` files: EMA weights, network config, normaliser and provenance in
-  one file that cannot execute code when read.
+- this project's ``.safetensors`` files: EMA weights, network config, normaliser, pose space
+  (``pose_space`` in the metadata; absent = the body space) and provenance in one file that
+  cannot execute code when read.
+
+The torch formats are body priors (:data:`prior.space.BODY_SPACE`).
 
 Torch files are read with ``torch.load(weights_only=True)``: no arbitrary object is ever unpickled.
 """
@@ -31,6 +34,7 @@ from .model import NetConfig, ScoreNet
 from .parts import POSE_DIM
 from .pose_prior import PosePrior, resolve_device
 from .sde import SubVPSDE
+from .space import BODY_SPACE, space_named
 
 FORMAT_NAME = "dposer-view"
 FORMAT_VERSION = 1
@@ -259,17 +263,21 @@ def _load_own(path: Path) -> PosePrior:
         provenance = json.loads(meta.get("provenance", "{}"))
     except (KeyError, TypeError, json.JSONDecodeError) as e:
         raise InputError(f"bad metadata in checkpoint ({e})", path) from None
+    try:  # files from before pose spaces were recorded are body priors
+        space = space_named(meta.get("pose_space", BODY_SPACE.name))
+    except ValueError as e:
+        raise InputError(str(e), path) from None
     try:
         mean, std = tensors.pop("normalizer.mean"), tensors.pop("normalizer.std")
     except KeyError:
         raise InputError("missing normaliser statistics 'normalizer.mean'/'normalizer.std'", path) from None
-    if mean.shape != (POSE_DIM,) or std.shape != (POSE_DIM,) or not (std > 0).all():
-        raise InputError("normaliser statistics must be (63,) with positive std", path)
+    if mean.shape != (space.dim,) or std.shape != (space.dim,) or not (std > 0).all():
+        raise InputError(f"normaliser statistics must be ({space.dim},) with positive std", path)
     net = _net_from_state(tensors, path, scale_by_sigma=config.scale_by_sigma)
     if dataclasses.replace(net.config, dropout=config.dropout) != config:  # dropout: training only
         raise InputError("weights do not match the network config in the metadata", path)
     info = {"format": FORMAT_NAME, "path": str(path), **provenance}
-    return PosePrior(net, mean, std, sde=sde, info=info)
+    return PosePrior(net, mean, std, sde=sde, info=info, space=space)
 
 
 def save_prior(prior: PosePrior, path: str | os.PathLike, *, provenance: dict[str, Any] | None = None) -> Path:
@@ -289,6 +297,7 @@ def save_prior(prior: PosePrior, path: str | os.PathLike, *, provenance: dict[st
         "format_version": str(FORMAT_VERSION),
         "net_config": json.dumps(prior.net.config.to_dict()),
         "sde": json.dumps({"beta_min": sde.beta_min, "beta_max": sde.beta_max, "N": sde.N, "T": sde.T}),
+        "pose_space": prior.space.name,
         "provenance": json.dumps(provenance or {}),
     }
     with atomic_write(path) as f:

@@ -8,10 +8,10 @@ from typing import Literal
 import torch
 
 from .optim import Adam, DPoserSchedule, prior_residual, prior_weights
-from .parts import POSE_DIM, joint_mask, part_joints
 from .pose_prior import PosePrior, TimeSchedule, as_tensor
 from .progress import CancelFlag, Progress, ProgressFn, check_cancel, cpu_copy, make_generator, should_report
 from .sampling import EulerMaruyama
+from .space import BODY_SPACE, PoseSpace
 
 Solver = Literal["dposer", "dps", "scoresde"]
 
@@ -52,18 +52,21 @@ class PosteriorSchedule:
 
 @dataclass
 class CompletionResult:
-    """``pose_body: (N, H, 63)`` with observed dims copied exactly; ``mask: (63,)`` or ``(N, 63)``,
-    True where the pose was completed."""
+    """``pose_body: (N, H, D)`` with observed dims copied exactly; ``mask: (D,)`` or ``(N, D)``,
+    True where the pose was completed (``D = prior.space.dim``, 63 for the body)."""
 
     pose_body: torch.Tensor
     mask: torch.Tensor
 
 
-def make_mask(*, part: str | None = None, joints: tuple[int, ...] | list[int] | None = None) -> torch.Tensor:
-    """``(63,)`` bool mask, True on the dims to complete, from a part name or a joint list."""
+def make_mask(
+    *, part: str | None = None, joints: tuple[int, ...] | list[int] | None = None, space: PoseSpace = BODY_SPACE
+) -> torch.Tensor:
+    """``(space.dim,)`` bool mask, True on the dims to complete, from a part name or a joint list
+    (indices into ``space.joint_names``)."""
     if (part is None) == (joints is None):
         raise ValueError("give exactly one of part= or joints=")
-    return torch.from_numpy(joint_mask(part_joints(part) if part is not None else tuple(joints)))
+    return torch.from_numpy(space.joint_mask(space.part(part) if part is not None else tuple(joints)))
 
 
 def complete(
@@ -81,8 +84,8 @@ def complete(
     callback_every: int = 5,
     cancel: CancelFlag | None = None,
 ) -> CompletionResult:
-    """Complete the masked dims of ``pose_body: (N, 63)`` (axis-angle); ``mask: (63,)`` or ``(N, 63)``,
-    True = unknown. Returns ``H = hypotheses`` completions per pose, solved together in one batch.
+    """Complete the masked dims of ``pose_body: (N, D)`` (axis-angle, ``D = prior.space.dim``);
+    ``mask: (D,)`` or ``(N, D)``, True = unknown. Returns ``H = hypotheses`` completions per pose, solved together in one batch.
 
     ``solver="dposer"``: DPoser's optimisation with the truncated ``schedule`` (default: what the
     checkpoint recommends, see ``DPoserSchedule.for_prior``); the prior term uses a
@@ -97,18 +100,18 @@ def complete(
     ``init`` (dposer solver): masked dims start from N(0, 1) noise in model space (DPoser), or from
     ``pose_body`` itself to refine a pose rather than re-imagine the masked part.
     """
-    device = prior.device
+    device, dim = prior.device, prior.space.dim
     pose_body = as_tensor(pose_body, device)
-    if pose_body.ndim != 2 or pose_body.shape[1] != POSE_DIM:
-        raise ValueError(f"pose_body must be (N, {POSE_DIM}), got {tuple(pose_body.shape)}")
+    if pose_body.ndim != 2 or pose_body.shape[1] != dim:
+        raise ValueError(f"pose_body must be (N, {dim}), got {tuple(pose_body.shape)}")
     n = pose_body.shape[0]
-    masked = torch.as_tensor(mask, dtype=torch.bool, device=device).expand(n, POSE_DIM)
+    masked = torch.as_tensor(mask, dtype=torch.bool, device=device).expand(n, dim)
     if hypotheses < 1:
         raise ValueError("hypotheses must be >= 1")
     gen = make_generator(seed, device)
 
     def to_output(x: torch.Tensor) -> torch.Tensor:
-        pose = prior.denormalize(x).reshape(n, hypotheses, POSE_DIM)
+        pose = prior.denormalize(x).reshape(n, hypotheses, dim)
         return torch.where(masked[:, None, :], pose, pose_body[:, None, :])
 
     def report(step: int, total: int, t: float, x: torch.Tensor) -> None:
@@ -152,7 +155,7 @@ def _dposer_solve(prior, obs, masked, schedule: DPoserSchedule, gen, report, can
     sched = prior.schedule(times)
     weight = prior_weights(sched)
     adam = Adam(schedule.lr)
-    inv_dim = 1.0 / obs.shape[1]  # per-sample mean over the 63 dims keeps hypotheses independent
+    inv_dim = 1.0 / obs.shape[1]  # per-sample mean over the pose dims keeps hypotheses independent
     for k in range(schedule.total):
         check_cancel(cancel)
         it = k // schedule.steps_per_iter
@@ -193,7 +196,7 @@ def _scoresde_solve(prior, obs, masked, steps: int, gen, report, cancel, eps: fl
 
 
 def _guided_x0(sched: TimeSchedule, i: int, x: torch.Tensor, obs: torch.Tensor, observed: torch.Tensor):
-    """``x0_hat (B, 63)`` at the ``i``-th time and the gradient of ``||observed * (obs - x0_hat)||``
+    """``x0_hat (B, D)`` at the ``i``-th time and the gradient of ``||observed * (obs - x0_hat)||``
     (per row) with respect to ``x``."""
     with torch.enable_grad():
         xg = x.detach().requires_grad_(True)
@@ -205,7 +208,7 @@ def _guided_x0(sched: TimeSchedule, i: int, x: torch.Tensor, obs: torch.Tensor, 
 
 def _posterior_solve(prior, pose_body, masked, hypotheses: int, post: PosteriorSchedule, gen, report,
                      cancel) -> torch.Tensor:
-    """``(N * H, 63)`` model-space completions, row ``r`` = pose ``r // H``: hypothesis 0 the
+    """``(N * H, D)`` model-space completions, row ``r`` = pose ``r // H``: hypothesis 0 the
     consensus of the draws, the rest draws (see ``PosteriorSchedule``)."""
     device = pose_body.device
     n = pose_body.shape[0]

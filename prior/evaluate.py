@@ -19,9 +19,10 @@ import torch
 from .body import BodyModel
 from .completion import Solver, complete, make_mask
 from .metrics import apd_m, frechet_distance, gaussian_stats, mpjpe_mm, prdc
-from .parts import part_joints
+from .parts import NUM_SKELETON_JOINTS, part_joints
 from .pose_prior import PosePrior
 from .sampling import generate
+from .space import BODY_SPACE
 
 EVAL_PARTS: tuple[str, ...] = ("left_leg", "right_leg", "left_arm", "right_arm", "trunk", "legs", "arms")
 SOLVER_NAMES: dict[str, str] = {"dps": "DPS", "dposer": "DPoser", "scoresde": "ScoreSDE"}
@@ -38,16 +39,18 @@ class EvalData:
     fid_sigma: np.ndarray
 
 
-def load_fid_stats(path) -> tuple[np.ndarray, np.ndarray]:
-    """Frechet reference statistics ``mu (63,)``, ``sigma (63, 63)`` from an npz (checked)."""
+def load_fid_stats(path, *, dim: int = BODY_SPACE.dim) -> tuple[np.ndarray, np.ndarray]:
+    """Frechet reference statistics ``mu (dim,)``, ``sigma (dim, dim)`` of raw poses from an npz
+    (checked); ``dim`` is the pose space's (63 for the body)."""
     from .errors import InputError
     from .files import open_npz
 
     with open_npz(path, max_bytes=16 * 2**20) as archive:
         out = []
-        for key, shape in (("mu", (63,)), ("sigma", (63, 63))):
+        for key, shape in (("mu", (dim,)), ("sigma", (dim, dim))):
             if key not in archive:
-                raise InputError(f"has no {key!r}, expected Frechet statistics 'mu' (63,) and 'sigma' (63, 63)", path)
+                raise InputError(
+                    f"has no {key!r}, expected Frechet statistics 'mu' ({dim},) and 'sigma' ({dim}, {dim})", path)
             value = archive.raw(key)
             if value.shape != shape or not np.isfinite(value).all():
                 raise InputError(f"{key!r} must be finite with shape {shape}, found {value.shape}", path)
@@ -56,12 +59,13 @@ def load_fid_stats(path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def body_joints(body: BodyModel, pose_body: np.ndarray | torch.Tensor, *, chunk: int = 2048) -> np.ndarray:
-    """``(..., 63)`` -> ``(..., 22, 3)`` SMPL-X joints 0..21, betas 0, no root (metres)."""
+    """Body poses ``(..., 63)`` -> ``(..., 22, 3)`` SMPL-X joints 0..21, betas 0, no root (metres)."""
     pose = torch.as_tensor(np.asarray(pose_body), dtype=torch.float32)
-    flat = pose.reshape(-1, 63)
+    flat = pose.reshape(-1, BODY_SPACE.dim)
     with torch.no_grad():
-        out = torch.cat([body.joints(flat[i : i + chunk])[:, :22] for i in range(0, flat.shape[0], chunk)])
-    return out.reshape(*pose.shape[:-1], 22, 3).numpy()
+        out = torch.cat([body.joints(flat[i : i + chunk])[:, :NUM_SKELETON_JOINTS]
+                         for i in range(0, flat.shape[0], chunk)])
+    return out.reshape(*pose.shape[:-1], NUM_SKELETON_JOINTS, 3).numpy()
 
 
 def evaluate_generation(

@@ -27,9 +27,8 @@ import torch
 
 from .body import BodyModel
 from .completion import complete, make_mask
-from .motion import NUM_JOINTS
 from .optim import DPoserSchedule, prior_residual, prior_weights
-from .parts import NUM_BODY_JOINTS, POSE_DIM, joint_mask
+from .parts import NUM_SKELETON_JOINTS
 from .pose_prior import PosePrior, as_tensor
 from .progress import CancelFlag, Progress, ProgressFn, check_cancel, cpu_copy
 
@@ -113,43 +112,45 @@ def inverse_kinematics(
         :class:`IKResult`.
     """
     device = body.joint_template.device  # the pose lives where the body's FK runs; the network on prior.device
+    space = prior.space
+    dim = space.dim
     pose = as_tensor(pose_body, device).reshape(-1)
-    if pose.shape != (POSE_DIM,):
-        raise ValueError(f"pose_body must be ({POSE_DIM},), got {tuple(as_tensor(pose_body, device).shape)}")
+    if pose.shape != (dim,):
+        raise ValueError(f"pose_body must be ({dim},), got {tuple(as_tensor(pose_body, device).shape)}")
     if not targets:
         raise ValueError("no targets given")
     ids = sorted(int(j) for j in targets)
-    if not all(0 <= j < NUM_JOINTS for j in ids):
-        raise ValueError(f"target joints must be SMPL-X joints 0..{NUM_JOINTS - 1}, got {ids}")
+    if not all(0 <= j < NUM_SKELETON_JOINTS for j in ids):
+        raise ValueError(f"target joints must be SMPL-X joints 0..{NUM_SKELETON_JOINTS - 1}, got {ids}")
     goal = torch.stack([as_tensor(targets[j], device).reshape(3) for j in ids])
     if not torch.isfinite(goal).all():
         raise ValueError("targets contain NaN or Inf")
-    if not all(0 <= j < NUM_BODY_JOINTS for j in fixed):
-        raise ValueError(f"fixed joints must be body joints 0..{NUM_BODY_JOINTS - 1}, got {list(fixed)}")
+    if not all(0 <= j < space.num_joints for j in fixed):
+        raise ValueError(f"fixed joints must be body joints 0..{space.num_joints - 1}, got {list(fixed)}")
     root = torch.zeros(3, device=device) if global_orient is None else as_tensor(global_orient, device).reshape(3)
     shift = torch.zeros(3, device=device) if transl is None else as_tensor(transl, device).reshape(3)
     shape = None if betas is None else as_tensor(betas, device)
 
     # Unknowns: the free pose dims (+ root orientation and translation with free_root).
-    free = np.concatenate([~joint_mask(tuple(fixed)), np.full(6, options.free_root)])
+    free = np.concatenate([~space.joint_mask(tuple(fixed)), np.full(6, options.free_root)])
     free_idx = torch.from_numpy(np.flatnonzero(free)).to(device)
-    on_pose = torch.nonzero(free_idx < POSE_DIM)[:, 0]  # positions (in free_idx) of body-pose dims
+    on_pose = torch.nonzero(free_idx < dim)[:, 0]  # positions (in free_idx) of body-pose dims
     pose_idx = free_idx[on_pose]
     params = torch.cat([pose, root, shift])
 
     def target_joints(p: torch.Tensor) -> torch.Tensor:
         """``(B, K, 3)`` targeted joints of parameter rows ``p: (B, 69)``."""
-        return body.skeleton_joints(p[:, :POSE_DIM], global_orient=p[:, POSE_DIM : POSE_DIM + 3],
-                               transl=p[:, POSE_DIM + 3 :], betas=shape)[:, ids]
+        return body.skeleton_joints(p[:, :dim], global_orient=p[:, dim : dim + 3],
+                               transl=p[:, dim + 3 :], betas=shape)[:, ids]
 
     # Central differences in one batched forward pass: exact enough for Gauss-Newton (the residual
     # itself is exact, so targets are still reached) and several times cheaper than reverse mode.
-    probe = FD_STEP_RAD * torch.eye(POSE_DIM + 6, device=device)[free_idx]
+    probe = FD_STEP_RAD * torch.eye(dim + 6, device=device)[free_idx]
     sched = prior.schedule(torch.tensor([options.t], device=prior.device))
-    prior_w = options.prior_weight * float(prior_weights(sched)[0]) / POSE_DIM
+    prior_w = options.prior_weight * float(prior_weights(sched)[0]) / dim
     # x0_hat of the pose itself scaled to time t (z = 0): a deterministic pull, so that successive
     # solves of a drag do not jitter the joints the targets leave free.
-    no_noise = torch.zeros(1, POSE_DIM, device=prior.device)
+    no_noise = torch.zeros(1, dim, device=prior.device)
     inv_std = (1.0 / prior.std).to(device)
     eye = torch.eye(free_idx.numel(), device=device)
     total = options.steps + options.polish_steps
@@ -164,7 +165,7 @@ def inverse_kinematics(
             grad = jac.T @ r
             hess = jac.T @ jac + options.damping * eye
             if with_prior:  # diagonal in pose space, body-pose dims only
-                x = prior.normalize(params[:POSE_DIM])[None]
+                x = prior.normalize(params[:dim])[None]
                 r_prior = prior_residual(sched, 0, x, no_noise)[0].to(device)
                 grad[on_pose] += prior_w * r_prior[pose_idx] * inv_std[pose_idx]
                 hess[on_pose, on_pose] += prior_w * inv_std[pose_idx] ** 2  # the diagonal entries
@@ -176,20 +177,20 @@ def inverse_kinematics(
             params[free_idx] += delta
             error = float((target_joints(params[None])[0] - goal).norm(dim=-1).max())
         if callback is not None:
-            callback(Progress("ik", steps, total, options.t, cpu_copy(params[None, :POSE_DIM]), {"residual_m": error}))
+            callback(Progress("ik", steps, total, options.t, cpu_copy(params[None, :dim]), {"residual_m": error}))
         if error < options.tol_m and not with_prior and steps >= options.steps:
             break
     with torch.no_grad():
-        joints = body.skeleton_joints(params[None, :POSE_DIM], global_orient=params[POSE_DIM : POSE_DIM + 3],
-                                 transl=params[POSE_DIM + 3 :], betas=shape)[0]
+        joints = body.skeleton_joints(params[None, :dim], global_orient=params[dim : dim + 3],
+                                 transl=params[dim + 3 :], betas=shape)[0]
         residual = float((joints[ids] - goal).norm(dim=-1).max())
     return IKResult(
-        pose_body=params[:POSE_DIM].cpu(),
+        pose_body=params[:dim].cpu(),
         joints=joints.cpu(),
         residual_m=residual,
         steps=steps,
-        global_orient=params[POSE_DIM : POSE_DIM + 3].cpu() if options.free_root else None,
-        transl=params[POSE_DIM + 3 :].cpu() if options.free_root else None,
+        global_orient=params[dim : dim + 3].cpu() if options.free_root else None,
+        transl=params[dim + 3 :].cpu() if options.free_root else None,
     )
 
 
@@ -212,16 +213,17 @@ def keep_plausible(
     0..20 (``prior.parts`` numbering). Returns ``(63,)`` with the touched joints' rotations exact.
     Progress arrives as completion's (``task="complete"``, ``pose_body (1, 1, 63)``).
     """
-    pose = as_tensor(pose_body, torch.device("cpu")).reshape(1, POSE_DIM)
+    space = prior.space
+    pose = as_tensor(pose_body, torch.device("cpu")).reshape(1, space.dim)
     held = {int(j) for j in touched}
-    if not held <= set(range(NUM_BODY_JOINTS)):
-        raise ValueError(f"touched joints must be body joints 0..{NUM_BODY_JOINTS - 1}, got {sorted(held)}")
-    untouched = [j for j in range(NUM_BODY_JOINTS) if j not in held]
+    if not held <= set(range(space.num_joints)):
+        raise ValueError(f"touched joints must be body joints 0..{space.num_joints - 1}, got {sorted(held)}")
+    untouched = [j for j in range(space.num_joints) if j not in held]
     if not untouched:
         return pose[0].clone()
     result = complete(
-        prior, pose, make_mask(joints=untouched), hypotheses=1, solver="dposer", schedule=schedule, seed=seed, init="pose",
-        callback=callback, callback_every=callback_every, cancel=cancel,
+        prior, pose, make_mask(joints=untouched, space=space), hypotheses=1, solver="dposer", schedule=schedule,
+        seed=seed, init="pose", callback=callback, callback_every=callback_every, cancel=cancel,
     )
     return result.pose_body[0, 0]
 

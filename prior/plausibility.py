@@ -26,7 +26,6 @@ import torch
 
 from .files import asset_path
 from .optim import prior_residual
-from .parts import POSE_DIM
 from .pose_prior import PosePrior, as_tensor
 
 Label = Literal["typical", "unusual", "implausible"]
@@ -70,22 +69,24 @@ class Plausibility:
 def prior_energy(
     prior: PosePrior, pose_body: torch.Tensor, *, options: PlausibilityOptions = PlausibilityOptions()
 ) -> torch.Tensor:
-    """Energies ``(N,)`` of poses ``pose_body: (N, 63)`` (axis-angle): one network pass for all of them.
+    """Energies ``(N,)`` of poses ``pose_body: (N, D)`` (axis-angle, ``D = prior.space.dim``): one
+    network pass for all of them.
 
-    ``log mean_{t, z} |eps_hat(alpha_t x + std_t z, t) - z|^2 / 63`` over ``options.times`` and
+    ``log mean_{t, z} |eps_hat(alpha_t x + std_t z, t) - z|^2 / D`` over ``options.times`` and
     ``options.draws`` fixed draws ``z``; ``eps_hat - z = (alpha / std) (x - x0_hat)``, DPoser's prior
     residual (``prior.optim.prior_residual``) rescaled to unit noise.
     """
-    pose = as_tensor(pose_body, prior.device).reshape(-1, POSE_DIM)
+    dim = prior.space.dim
+    pose = as_tensor(pose_body, prior.device).reshape(-1, dim)
     n, draws = pose.shape[0], options.draws
     gen = torch.Generator(device=prior.device).manual_seed(options.seed)
-    noise = torch.randn(len(options.times), draws, 1, POSE_DIM, generator=gen, device=prior.device)
+    noise = torch.randn(len(options.times), draws, 1, dim, generator=gen, device=prior.device)
     sched = prior.schedule(torch.tensor(options.times, device=prior.device))
     with torch.inference_mode():
-        x = prior.normalize(pose).repeat(draws, 1)  # rows: draw-major, (draws * N, 63)
+        x = prior.normalize(pose).repeat(draws, 1)  # rows: draw-major, (draws * N, D)
         total = torch.zeros(n, device=prior.device)
         for i in range(len(options.times)):
-            z = noise[i].expand(draws, n, POSE_DIM).reshape(-1, POSE_DIM)
+            z = noise[i].expand(draws, n, dim).reshape(-1, dim)
             eps_error = (sched.alpha[i] / sched.std[i]) * prior_residual(sched, i, x, z)
             total += (eps_error**2).mean(-1).reshape(draws, n).mean(0)
         return (total / len(options.times)).log().cpu()
@@ -136,14 +137,14 @@ def label_for(energy: float, calibration: Calibration) -> Label:
 def plausibility(
     prior: PosePrior, pose_body: torch.Tensor | Sequence[float], *, options: PlausibilityOptions = PlausibilityOptions()
 ) -> Plausibility:
-    """Score one pose ``pose_body: (63,)`` (axis-angle): energy, percentile among real poses, label.
+    """Score one pose ``pose_body: (D,)`` (axis-angle): energy, percentile among real poses, label.
 
     The first call for a prior calibrates it (:func:`calibrate`); later calls cost one network pass
     over ``len(times) * draws`` rows.
     """
     pose = as_tensor(pose_body, prior.device).reshape(-1)
-    if pose.shape != (POSE_DIM,):
-        raise ValueError(f"pose_body must be ({POSE_DIM},), got {tuple(pose.shape)}")
+    if pose.shape != (prior.space.dim,):
+        raise ValueError(f"pose_body must be ({prior.space.dim},), got {tuple(pose.shape)}")
     calibration = calibrate(prior, options=options)
     energy = float(prior_energy(prior, pose[None], options=options)[0])
     percentile = 100.0 * float(np.searchsorted(calibration.real, energy)) / len(calibration.real)

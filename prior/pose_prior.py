@@ -9,8 +9,8 @@ import numpy as np
 import torch
 
 from .model import ScoreNet
-from .parts import POSE_DIM
 from .sde import SubVPSDE
+from .space import BODY_SPACE, PoseSpace
 
 LABEL_SCALE = 999.0  # continuous training: the network sees labels t * (N - 1)
 
@@ -36,19 +36,25 @@ def _time_vector(t: float | torch.Tensor, batch: int, device: torch.device) -> t
 
 @dataclass
 class PosePrior:
-    """A DPoser prior over SMPL-X body pose ``pose_body: (B, 63)`` (axis-angle, 21 joints, no root).
+    """A DPoser prior over the poses of ``space``: ``(B, D)`` axis-angle vectors, ``D = space.dim``
+    (the body space: SMPL-X ``pose_body: (B, 63)``, 21 joints, no root).
 
     The network works in normalised space ``x = (pose - mean) / std``. ``info`` records where the
     weights came from (format, file, training provenance).
     """
 
     net: ScoreNet
-    mean: torch.Tensor  # (63,)
-    std: torch.Tensor  # (63,)
+    mean: torch.Tensor  # (D,)
+    std: torch.Tensor  # (D,)
     sde: SubVPSDE = field(default_factory=SubVPSDE)
     info: dict[str, Any] = field(default_factory=dict)
+    space: PoseSpace = BODY_SPACE
 
     def __post_init__(self) -> None:
+        for name in ("mean", "std"):
+            if tuple(getattr(self, name).shape) != (self.space.dim,):
+                raise ValueError(f"{name} must be ({self.space.dim},) for the {self.space.name} space, "
+                                 f"got {tuple(getattr(self, name).shape)}")
         self.net.eval()
         self.net.requires_grad_(False)
         self.mean = self.mean.to(self.device, torch.float32)
@@ -66,27 +72,27 @@ class PosePrior:
 
     # -- pose space ---------------------------------------------------------------------------
     def normalize(self, pose_body: Any) -> torch.Tensor:
-        """Axis-angle ``(..., 63)`` -> model space ``(..., 63)``."""
+        """Axis-angle ``(..., D)`` -> model space ``(..., D)``."""
         return (as_tensor(pose_body, self.device) - self.mean) / self.std
 
     def denormalize(self, x: Any) -> torch.Tensor:
-        """Model space ``(..., 63)`` -> axis-angle ``(..., 63)``."""
+        """Model space ``(..., D)`` -> axis-angle ``(..., D)``."""
         return as_tensor(x, self.device) * self.std + self.mean
 
     # -- the score ----------------------------------------------------------------------------
     def net_output(self, x: torch.Tensor, t: float | torch.Tensor) -> torch.Tensor:
-        """Raw network output ``(B, 63)`` at labels ``t * 999`` (after its ``scale_by_sigma``)."""
+        """Raw network output ``(B, D)`` at labels ``t * 999`` (after its ``scale_by_sigma``)."""
         x = as_tensor(x, self.device)
         return self.net(x, _time_vector(t, x.shape[0], self.device) * LABEL_SCALE)
 
     def score(self, x: torch.Tensor, t: float | torch.Tensor) -> torch.Tensor:
-        """``s(x, t) = -net(x, 999 t) / std(t)``, ``x: (B, 63)``, ``t``: scalar or ``(B,)``."""
+        """``s(x, t) = -net(x, 999 t) / std(t)``, ``x: (B, D)``, ``t``: scalar or ``(B,)``."""
         x = as_tensor(x, self.device)
         tv = _time_vector(t, x.shape[0], self.device)
         return -self.net(x, tv * LABEL_SCALE) / self.sde.std(tv)[:, None]
 
     def x0_hat(self, x_t: torch.Tensor, t: float | torch.Tensor) -> torch.Tensor:
-        """Tweedie one-step clean estimate ``(x_t + std^2 s) / alpha``, ``(B, 63)``."""
+        """Tweedie one-step clean estimate ``(x_t + std^2 s) / alpha``, ``(B, D)``."""
         x_t = as_tensor(x_t, self.device)
         tv = _time_vector(t, x_t.shape[0], self.device)
         std, alpha = self.sde.std(tv)[:, None], self.sde.alpha(tv)[:, None]
@@ -95,10 +101,6 @@ class PosePrior:
     def schedule(self, t: torch.Tensor) -> TimeSchedule:
         """Precompute the time conditioning for a fixed list of times ``t: (S,)``."""
         return TimeSchedule(self, as_tensor(t, self.device).reshape(-1))
-
-    @property
-    def pose_dim(self) -> int:
-        return POSE_DIM
 
 
 class TimeSchedule:
@@ -120,11 +122,11 @@ class TimeSchedule:
         return self.t.shape[0]
 
     def score(self, x: torch.Tensor, i: int) -> torch.Tensor:
-        """Score ``(B, 63)`` of ``x: (B, 63)`` at the schedule's ``i``-th time."""
+        """Score ``(B, D)`` of ``x: (B, D)`` at the schedule's ``i``-th time."""
         net = self.prior.net
         out = net.forward_features(x, [b[i : i + 1] for b in self._biases], self._divisor[i : i + 1])
         return -out / self.std[i]
 
     def x0_hat(self, x_t: torch.Tensor, i: int) -> torch.Tensor:
-        """Tweedie estimate ``(B, 63)`` at the ``i``-th time."""
+        """Tweedie estimate ``(B, D)`` at the ``i``-th time."""
         return (x_t + self.std[i] ** 2 * self.score(x_t, i)) / self.alpha[i]

@@ -15,8 +15,8 @@ Sampler = Literal["sde", "ode"]
 
 @dataclass
 class GenerationResult:
-    """``pose_body: (N, 63)`` axis-angle samples; with ``record=True`` the trajectory
-    ``trajectory: (S, N, 63)`` (axis-angle, after every step) and its times ``t: (S,)`` (1 -> 0)."""
+    """``pose_body: (N, D)`` axis-angle samples (``D = prior.space.dim``); with ``record=True`` the
+    trajectory ``trajectory: (S, N, D)`` (axis-angle, after every step) and its times ``t: (S,)`` (1 -> 0)."""
 
     pose_body: torch.Tensor
     trajectory: torch.Tensor | None
@@ -51,7 +51,7 @@ def generate(
     device = prior.device
     gen = make_generator(seed, device)
     with torch.inference_mode():
-        x = torch.randn(num, prior.pose_dim, generator=gen, device=device)
+        x = torch.randn(num, prior.space.dim, generator=gen, device=device)
         if sampler == "sde":
             grid = torch.linspace(prior.sde.T, eps, steps, device=device)
             stepper: EulerMaruyama | _Heun = EulerMaruyama(prior, grid, corrector=corrector, snr=snr, gen=gen)
@@ -60,7 +60,7 @@ def generate(
             stepper = _Heun(prior, grid)
         else:
             raise ValueError(f"unknown sampler {sampler!r}; expected 'sde' or 'ode'")
-        traj = torch.empty(steps, num, prior.pose_dim, device=device) if record else None
+        traj = torch.empty(steps, num, prior.space.dim, device=device) if record else None
         t_after = stepper.times_after()
         for i in range(steps):
             check_cancel(cancel)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
-from prior import load_prior
+from prior import InputError, load_prior
 from prior.checkpoint import save_prior
+from prior.pose_prior import PosePrior
+from prior.space import BODY_SPACE
 from prior_helpers import OFFICIAL_CKPT, REFERENCE_OUTPUTS, rel_err
 
 TOL = 1e-4
@@ -62,6 +66,7 @@ def test_official_checkpoint_uses_ema_weights_in_eval_mode(official, ref):
     assert torch.equal(official.net.pre_dense.weight, raw["ema"]["shadow_params"][0])
     assert not torch.equal(official.net.pre_dense.weight, raw["model_state_dict"]["pre_dense.weight"])
     assert official.info["format"] == "dposer-official" and official.info["ema"]
+    assert official.space is BODY_SPACE  # DPoser's released network is a body prior
     assert sum(p.numel() for p in official.net.parameters()) == 8_277_567
 
 
@@ -78,7 +83,7 @@ def test_dposer_x_lightning_checkpoint_gives_the_same_numbers(official, ref, tmp
     path = tmp_path / "body.ckpt"
     torch.save(ckpt, path)
     dx = load_prior(path, device="cpu")
-    assert dx.info["format"] == "dposer-x" and dx.info["step"] == 150000
+    assert dx.info["format"] == "dposer-x" and dx.info["step"] == 150000 and dx.space is BODY_SPACE
     assert not dx.net.config.cond_layer
     ours = reference_outputs(dx, ref)
     assert rel_err(ours["score"], ref["score"]) < TOL
@@ -94,6 +99,29 @@ def test_own_format_round_trips_weights_normaliser_and_provenance(official, ref,
     # The file is not a pickle: the safetensors header is JSON.
     head = path.read_bytes()[:9]
     assert head[8:9] == b"{"
+
+
+def test_own_format_records_the_pose_space_and_refuses_an_unknown_one(official, tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    path = save_prior(official, tmp_path / "body.safetensors")
+    with safe_open(str(path), framework="pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    assert meta["pose_space"] == "body"
+    assert load_prior(path, device="cpu").space is BODY_SPACE
+
+    # A file written before pose spaces were recorded is a body prior.
+    older = tmp_path / "older.safetensors"
+    save_file(tensors, str(older), metadata={k: v for k, v in meta.items() if k != "pose_space"})
+    assert load_prior(older, device="cpu").space is BODY_SPACE
+
+    alien = dataclasses.replace(BODY_SPACE, name="tentacles")
+    other = save_prior(PosePrior(official.net, official.mean, official.std, space=alien), tmp_path / "alien.safetensors")
+    with pytest.raises(InputError) as err:
+        load_prior(other, device="cpu")
+    message = str(err.value)
+    assert "\n" not in message and str(other) in message and "'tentacles'" in message and "body" in message
 
 
 def test_normalize_denormalize_are_inverse(official):
