@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import importlib
 import json
 import pickle
 import re
@@ -261,6 +263,29 @@ def test_unreadable_model_files(tmp_path: Path, model_files: dict[str, Path]) ->
 
 
 # ---- one interface ----------------------------------------------------------------------------
+
+
+def _imported_names(module: str) -> dict[str, set[str]]:
+    """Names that files in prior/, viewer/, tests/ and benchmarks/ import from ``module`` (absolute
+    or relative imports), by importing file."""
+    repo = Path(__file__).resolve().parents[1]
+    short = module.rsplit(".", 1)[1]
+    found: dict[str, set[str]] = {}
+    for folder in ("prior", "viewer", "tests", "benchmarks"):
+        for path in (repo / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.ImportFrom) and (
+                    node.module == module or (node.level > 0 and node.module == short)
+                ):
+                    found.setdefault(str(path.relative_to(repo)), set()).update(a.name for a in node.names)
+    return found
+
+
+@pytest.mark.parametrize("module", ["prior.body", "prior.data", "prior.files", "prior.rotations"])
+def test_every_name_others_import_is_in_all(module: str) -> None:
+    exported = set(importlib.import_module(module).__all__)
+    missing = {path: sorted(names - exported) for path, names in _imported_names(module).items() if names - exported}
+    assert not missing, f"imported from {module} but not in its __all__: {missing}"
 
 
 def test_lazy_export_and_batch_shapes(mannequin_body: BodyModel) -> None:
