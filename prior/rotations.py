@@ -93,13 +93,29 @@ def matrix_to_wxyz_np(rot: np.ndarray) -> np.ndarray:
     q = np.empty((m.shape[0], 4))
     s = np.sqrt(np.maximum(1.0 + 2.0 * cand.max(1) - tr, 1e-12)) * 2  # 4 * |largest component|
     w = which == 0
-    q[w] = np.stack([0.25 * s[w], (m[w, 2, 1] - m[w, 1, 2]) / s[w], (m[w, 0, 2] - m[w, 2, 0]) / s[w], (m[w, 1, 0] - m[w, 0, 1]) / s[w]], 1)
+    q[w] = np.stack(
+        [0.25 * s[w], (m[w, 2, 1] - m[w, 1, 2]) / s[w],
+         (m[w, 0, 2] - m[w, 2, 0]) / s[w], (m[w, 1, 0] - m[w, 0, 1]) / s[w]],
+        1,
+    )
     x = which == 1
-    q[x] = np.stack([(m[x, 2, 1] - m[x, 1, 2]) / s[x], 0.25 * s[x], (m[x, 0, 1] + m[x, 1, 0]) / s[x], (m[x, 0, 2] + m[x, 2, 0]) / s[x]], 1)
+    q[x] = np.stack(
+        [(m[x, 2, 1] - m[x, 1, 2]) / s[x], 0.25 * s[x],
+         (m[x, 0, 1] + m[x, 1, 0]) / s[x], (m[x, 0, 2] + m[x, 2, 0]) / s[x]],
+        1,
+    )
     y = which == 2
-    q[y] = np.stack([(m[y, 0, 2] - m[y, 2, 0]) / s[y], (m[y, 0, 1] + m[y, 1, 0]) / s[y], 0.25 * s[y], (m[y, 1, 2] + m[y, 2, 1]) / s[y]], 1)
+    q[y] = np.stack(
+        [(m[y, 0, 2] - m[y, 2, 0]) / s[y], (m[y, 0, 1] + m[y, 1, 0]) / s[y],
+         0.25 * s[y], (m[y, 1, 2] + m[y, 2, 1]) / s[y]],
+        1,
+    )
     z = which == 3
-    q[z] = np.stack([(m[z, 1, 0] - m[z, 0, 1]) / s[z], (m[z, 0, 2] + m[z, 2, 0]) / s[z], (m[z, 1, 2] + m[z, 2, 1]) / s[z], 0.25 * s[z]], 1)
+    q[z] = np.stack(
+        [(m[z, 1, 0] - m[z, 0, 1]) / s[z], (m[z, 0, 2] + m[z, 2, 0]) / s[z],
+         (m[z, 1, 2] + m[z, 2, 1]) / s[z], 0.25 * s[z]],
+        1,
+    )
     q /= np.linalg.norm(q, axis=1, keepdims=True)
     return q.reshape(*rot.shape[:-2], 4)
 
