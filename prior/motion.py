@@ -1,6 +1,7 @@
-"""Motion denoising: noisy 3D joints of a clip -> per-frame body poses, with DPoser's prior.
+"""Sequence fitting with DPoser's prior: per-frame body poses of a clip fitted to observations.
 
-DPoser's method (see ``docs/dposer-facts.md``, "Motion denoising"): Adam on every frame's
+DPoser's motion denoising (Lu et al., "DPoser", arXiv 2312.05541; ``MotionDenoise`` in
+``moonbow721/DPoser``, ``run/tester/body/motion_denoising.py``): Adam on every frame's
 ``pose_body`` at once, minimising
 
     data     100 / (1 + it^2) * mean ||J(pose) - J_noisy||      (observed joints, not squared)
@@ -8,19 +9,23 @@ DPoser's method (see ``docs/dposer-facts.md``, "Motion denoising"): Adam on ever
     prior    0.1 (1 + it)     * mean_t sum_d w (x - x0_hat)^2   (model space, x0_hat detached)
 
 over 3 outer iterations of 60 steps while the prior's diffusion time falls from 0.25 to 0.003.
-The prior term sums over the 63 dims of a frame (DPoser's motion code: ``sum(...) / batch_size``)
+The prior term sums over the dims of a frame (DPoser's motion code: ``sum(...) / batch_size``)
 with completion's weight ``w = 0.5 sqrt(1 + alpha / std)``.
-All frames share one batch, so each step costs one network forward pass (no backward through the
-network) plus forward kinematics with its backward. Clips longer than ``window`` frames are cut
-into overlapping windows that are solved together (up to ``max_batch_frames`` frames per batch)
-and cross-faded, so there are no seams and memory stays bounded.
+
+The data term is pluggable (:class:`DataTerm`, given to :func:`fit_sequence`): observed 3D joints
+(:class:`JointsTerm`, what :func:`denoise_motion` fits) are the first. All frames share one batch,
+so each step costs one network forward pass (no backward through the network) plus forward
+kinematics with its backward. Clips longer than ``window`` frames are cut into overlapping
+:class:`Windows` that are solved together (up to ``max_batch_frames`` frames per batch) and
+cross-faded, so there are no seams and memory stays bounded.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -29,7 +34,7 @@ from .body import BodyModel
 from .data import Clip
 from .metrics import mpjpe_mm
 from .optim import Adam, DPoserSchedule, prior_residual, prior_weights
-from .parts import NUM_SKELETON_JOINTS, PARTS, POSE_DIM, SMPLX_JOINT_NAMES
+from .parts import NUM_SKELETON_JOINTS, PARTS, SMPLX_JOINT_NAMES
 from .pose_prior import PosePrior, as_tensor
 from .progress import (
     CancelFlag,
@@ -42,7 +47,6 @@ from .progress import (
 )
 from .rotations import matrix_to_axis_angle
 
-NUM_JOINTS = NUM_SKELETON_JOINTS  # SMPL-X joints 0..21: pelvis + the 21 body-pose joints
 MOTION_SCHEDULE = DPoserSchedule(lr=0.03, iterations=3, steps_per_iter=60, t_max=0.25, t_min=0.003)
 _NORM_EPS = 1e-10  # inside the square root of distances: a zero distance has a zero gradient
 
@@ -81,7 +85,7 @@ class DenoiseResult:
     """Output of :func:`denoise_motion` (CPU tensors, metres and radians)."""
 
     pose_body: torch.Tensor
-    """``(T, 63)`` denoised body poses."""
+    """``(T, D)`` denoised body poses (``D = prior.space.dim``, 63)."""
     joints: torch.Tensor
     """``(T, 22, 3)`` joints of the denoised poses (SMPL-X joints 0..21)."""
     root_orient: torch.Tensor
@@ -163,33 +167,176 @@ def clip_joints(body: BodyModel, clip: Clip) -> torch.Tensor:
                                transl=tensor(clip.trans), betas=tensor(clip.betas))
 
 
-def window_starts(frames: int, window: int, overlap: int) -> list[int]:
-    """First frames of windows of ``window`` frames covering ``0..frames-1``, evenly spaced so that
-    neighbours share at least ``overlap`` frames; one window when the clip fits in one."""
-    if frames <= window:
-        return [0]
-    count = int(np.ceil((frames - overlap) / (window - overlap)))
-    return [int(s) for s in np.round(np.linspace(0, frames - window, count))]
+class Windows:
+    """Overlapping windows of a clip: the frames are cut into windows of ``length`` frames that
+    neighbours share at least ``overlap`` of, solved as a batch and cross-faded back together.
+
+    ``starts`` are the windows' first frames, evenly spaced from 0 to ``frames - length`` (one window
+    when the clip fits in one); ``weights: (W, length)`` blend them: linear ramps over the frames a
+    window shares with its neighbours, normalised so that each clip frame's weights sum to 1.
+    """
+
+    def __init__(self, frames: int, window: int, overlap: int) -> None:
+        if frames < 1 or window < 2 or not 0 <= overlap < window:
+            raise ValueError(f"windows need frames >= 1, window >= 2 and 0 <= overlap < window, got "
+                             f"{frames}, {window}, {overlap}")
+        self.frames = frames
+        self.length = min(frames, window)
+        if frames <= window:
+            self.starts = [0]
+        else:
+            count = int(np.ceil((frames - overlap) / (window - overlap)))
+            self.starts = [int(s) for s in np.round(np.linspace(0, frames - window, count))]
+        self.weights = self._crossfade()
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def _crossfade(self) -> torch.Tensor:
+        starts, length = self.starts, self.length
+        weights = torch.ones(len(starts), length, dtype=torch.float64)
+        pos = torch.arange(length, dtype=torch.float64)
+        for w, start in enumerate(starts):
+            if w > 0:
+                shared = starts[w - 1] + length - start
+                weights[w] = torch.minimum(weights[w], (pos + 1) / (shared + 1))
+            if w + 1 < len(starts):
+                shared = start + length - starts[w + 1]
+                weights[w] = torch.minimum(weights[w], (length - pos) / (shared + 1))
+        total = torch.zeros(self.frames, dtype=torch.float64)
+        for w, start in enumerate(starts):
+            total[start : start + length] += weights[w]
+        for w, start in enumerate(starts):
+            weights[w] /= total[start : start + length]
+        return weights.float()
+
+    def cut(self, x: torch.Tensor, windows: Sequence[int] | None = None) -> torch.Tensor:
+        """``x: (frames, ...)`` -> ``(len(windows), length, ...)``: the frames of the given windows
+        (default all of them)."""
+        group = range(len(self.starts)) if windows is None else windows
+        return torch.stack([x[self.starts[w] : self.starts[w] + self.length] for w in group])
+
+    def assemble(self, windows: torch.Tensor) -> torch.Tensor:
+        """All windows ``(W, length, D)`` -> the clip ``(frames, D)``, cross-faded by ``weights``."""
+        blend = self.weights.to(windows.device)
+        out = torch.zeros(self.frames, windows.shape[-1], device=windows.device)
+        for w, start in enumerate(self.starts):
+            out[start : start + self.length] += blend[w, :, None] * windows[w]
+        return out
 
 
-def crossfade_weights(starts: Sequence[int], length: int, frames: int) -> torch.Tensor:
-    """``(W, length)`` blending weights of each window's frames: linear ramps over the frames a
-    window shares with its neighbours, normalised so each clip frame's weights sum to 1."""
-    weights = torch.ones(len(starts), length, dtype=torch.float64)
-    pos = torch.arange(length, dtype=torch.float64)
-    for w, start in enumerate(starts):
-        if w > 0:
-            shared = starts[w - 1] + length - start
-            weights[w] = torch.minimum(weights[w], (pos + 1) / (shared + 1))
-        if w + 1 < len(starts):
-            shared = start + length - starts[w + 1]
-            weights[w] = torch.minimum(weights[w], (length - pos) / (shared + 1))
-    total = torch.zeros(frames, dtype=torch.float64)
-    for w, start in enumerate(starts):
-        total[start : start + length] += weights[w]
-    for w, start in enumerate(starts):
-        weights[w] /= total[start : start + length]
-    return weights.float()
+WindowLoss = Callable[[torch.Tensor], torch.Tensor]
+"""The data loss of a batch of windows: their joints ``(w, length, 22, 3)`` -> a scalar."""
+
+
+class DataTerm(Protocol):
+    """What :func:`fit_sequence` fits the body to: observations of a clip's frames.
+
+    Before a batch of windows is solved the term is asked for that batch's loss function; it cuts
+    its per-frame targets with ``windows.cut(..., group)`` once, and the function is then called at
+    every step with the batch's joints.
+    """
+
+    def for_windows(self, windows: Windows, group: Sequence[int]) -> WindowLoss: ...
+
+
+@dataclass(frozen=True)
+class JointsTerm:
+    """Observed 3D joints: the mean distance (not squared: robust, DPoser's) between the fit's
+    joints and the observed ones, over the seen entries of the ``observed`` joints."""
+
+    joints: torch.Tensor
+    """``(T, 22, 3)`` observed positions, metres (entries not seen may hold anything finite)."""
+    seen: torch.Tensor
+    """``(T, len(observed))`` 1 where the joint was seen in the frame, 0 where not (no data term)."""
+    observed: tuple[int, ...]
+    """The SMPL-X joints (0..21) the term compares."""
+
+    def for_windows(self, windows: Windows, group: Sequence[int]) -> WindowLoss:
+        idx = list(self.observed)
+        targets = windows.cut(self.joints, group)[:, :, idx]
+        seen = windows.cut(self.seen, group)
+        seen_count = seen.sum().clamp_min(1)  # = the mean over entries when all are seen (DPoser's)
+
+        def loss(joints: torch.Tensor) -> torch.Tensor:
+            return (_distance(joints[:, :, idx] - targets) * seen).sum() / seen_count
+
+        return loss
+
+
+@dataclass
+class MotionParams:
+    """Body-model parameters of every frame of a clip (tensors on the body's device)."""
+
+    pose_body: torch.Tensor
+    """``(T, D)`` axis-angle poses in the prior's space (``D = prior.space.dim``)."""
+    root_orient: torch.Tensor
+    """``(T, 3)`` root orientation (axis-angle)."""
+    trans: torch.Tensor | None = None
+    """``(T, 3)`` root translation (metres), or None for none."""
+
+
+def fit_sequence(
+    prior: PosePrior,
+    body: BodyModel,
+    term: DataTerm,
+    init: MotionParams,
+    options: DenoiseOptions = DenoiseOptions(),
+    *,
+    betas: torch.Tensor | None = None,
+    seed: int | None = None,
+    callback: ProgressFn | None = None,
+    callback_every: int = 5,
+    cancel: CancelFlag | None = None,
+) -> MotionParams:
+    """Fit a clip's body poses (and with ``options.fit_root`` its root) to a data term with DPoser's
+    prior and a temporal term, starting from ``init`` (see the module docstring for the objective).
+
+    The clip is cut into :class:`Windows` (``options.window``, ``options.overlap``), solved in
+    batches of up to ``options.max_batch_frames`` frames and cross-faded. ``betas: (NB,)`` shape for
+    the body (None = mean). ``seed`` seeds the prior's noise draws. ``callback`` receives
+    ``Progress("denoise", ...)`` with the whole clip's current ``(T, D)`` poses every
+    ``callback_every`` steps and at the end (with ``options.fit_root``, ``extra`` holds the current
+    ``root_orient`` and ``trans``); ``cancel.is_set()`` raises :class:`prior.errors.Cancelled`.
+    Returns the fitted parameters; ``root_orient`` and ``trans`` are ``init``'s unless fitted.
+    """
+    dim = prior.space.dim
+    frames = init.pose_body.shape[0]
+    has_trans = init.trans is not None
+    windows = Windows(frames, options.window, options.overlap)
+    per_batch = max(1, options.max_batch_frames // windows.length)
+    groups = [list(range(i, min(i + per_batch, len(windows)))) for i in range(0, len(windows), per_batch)]
+    steps_each = options.schedule.total
+    total = steps_each * len(groups)
+    gen = make_generator(seed, prior.device)
+
+    # Every window's current parameters; windows not yet solved hold the start.
+    params = torch.cat([init.pose_body, init.root_orient, init.trans if has_trans else torch.zeros_like(init.root_orient)], 1)
+    solved = windows.cut(params)
+
+    for g, group in enumerate(groups):
+
+        def report(step: int, t: float, current: torch.Tensor, group: list[int] = group, g: int = g) -> None:
+            done = g * steps_each + step
+            if callback is not None and should_report(done, total, callback_every):
+                solved[group] = current.detach()
+                whole = windows.assemble(solved)
+                extra = {}
+                if options.fit_root:  # the root being fitted, for a display of the whole body
+                    extra["root_orient"] = cpu_copy(whole[:, dim : dim + 3])
+                    extra["trans"] = cpu_copy(whole[:, dim + 3 :]) if has_trans else None
+                callback(Progress("denoise", done, total, t, cpu_copy(whole[:, :dim]), extra))
+
+        solved[group] = _solve_windows(
+            prior, body, term.for_windows(windows, group), windows.cut(params, group), betas,
+            has_trans=has_trans, options=options, gen=gen, report=report, cancel=cancel,
+        )
+
+    with torch.no_grad():
+        final = windows.assemble(solved)
+    if not options.fit_root:
+        return MotionParams(final[:, :dim], init.root_orient, init.trans)
+    return MotionParams(final[:, :dim], final[:, dim : dim + 3], final[:, dim + 3 :] if has_trans else None)
 
 
 def denoise_motion(
@@ -208,42 +355,46 @@ def denoise_motion(
     callback_every: int = 5,
     cancel: CancelFlag | None = None,
 ) -> DenoiseResult:
-    """Fit body poses to noisy joint observations of a clip with DPoser's prior.
+    """Fit body poses to noisy joint observations of a clip with DPoser's prior: :func:`fit_sequence`
+    with a :class:`JointsTerm`, starting from the prior's mean pose.
 
     Args:
-        prior: the pose prior.
+        prior: the pose prior (its space must drive the body pose).
         body: the body model whose joints were observed (its first 22 joints, SMPL-X 0..21).
         noisy_joints: ``(T, 22, 3)`` observed joint positions, metres. NaN marks a joint not seen
             in a frame (the prior and the temporal term fill it); entries of joints not in
             ``observed`` are ignored.
         root_orient: ``(T, 3)`` root orientation (axis-angle), or None: zero rotation, or with
             ``options.fit_root`` a start from the observed torso (:func:`root_from_joints`).
-        trans: ``(T, 3)`` root translation (metres), or None for none.
+        trans: ``(T, 3)`` root translation (metres), or None for none (with ``options.fit_root``:
+            a start at the observed pelvis).
         betas: ``(NB,)`` body shape, or None for the mean shape.
         observed: SMPL-X joints (0..21) that were observed; None = all 22.
         gt_joints: ``(T, 22, 3)`` clean joints, when known: MPJPE of input and output is reported.
         options: weights, schedule, windows, root fitting (:class:`DenoiseOptions`).
         seed: seeds the prior's noise draws (None = fresh).
-        callback: receives ``Progress("denoise", ...)`` with the current ``(T, 63)`` estimate of the
+        callback: receives ``Progress("denoise", ...)`` with the current ``(T, D)`` estimate of the
             whole clip every ``callback_every`` steps and at the end (with ``options.fit_root``, its
             ``extra`` holds the current ``root_orient`` and ``trans``).
         cancel: ``is_set()`` -> raise :class:`prior.errors.Cancelled` at the next step.
 
     Returns:
-        :class:`DenoiseResult` with ``pose_body (T, 63)`` and ``joints (T, 22, 3)``.
+        :class:`DenoiseResult` with ``pose_body (T, D)`` and ``joints (T, 22, 3)``.
     """
     device = body.joint_template.device  # poses live where the body's FK runs; the network on prior.device
+    if "body_pose" not in prior.space.drives:
+        raise ValueError(f"motion fitting needs a prior of body poses, got the {prior.space.name!r} space")
     noisy = as_tensor(noisy_joints, device)
-    if noisy.ndim != 3 or noisy.shape[1:] != (NUM_JOINTS, 3) or noisy.shape[0] < 1:
-        raise ValueError(f"noisy_joints must be (T, {NUM_JOINTS}, 3), got {tuple(noisy.shape)}")
+    if noisy.ndim != 3 or noisy.shape[1:] != (NUM_SKELETON_JOINTS, 3) or noisy.shape[0] < 1:
+        raise ValueError(f"noisy_joints must be (T, {NUM_SKELETON_JOINTS}, 3), got {tuple(noisy.shape)}")
     frames = noisy.shape[0]
-    obs_idx = list(range(NUM_JOINTS)) if observed is None else sorted({int(j) for j in observed})
-    if not obs_idx or not all(0 <= j < NUM_JOINTS for j in obs_idx):
-        raise ValueError(f"observed must list joints in 0..{NUM_JOINTS - 1}, got {observed}")
+    obs_idx = list(range(NUM_SKELETON_JOINTS)) if observed is None else sorted({int(j) for j in observed})
+    if not obs_idx or not all(0 <= j < NUM_SKELETON_JOINTS for j in obs_idx):
+        raise ValueError(f"observed must list joints in 0..{NUM_SKELETON_JOINTS - 1}, got {observed}")
     if torch.isinf(noisy[:, obs_idx]).any():
         raise ValueError("noisy_joints has Inf on observed joints (mark unseen joints with NaN)")
     seen = torch.isfinite(noisy).all(-1)  # (T, 22)
-    seen[:, [j for j in range(NUM_JOINTS) if j not in obs_idx]] = False
+    seen[:, [j for j in range(NUM_SKELETON_JOINTS) if j not in obs_idx]] = False
     if not bool(seen.any()):
         raise ValueError("noisy_joints has no observation (every observed joint is NaN in every frame)")
     root = torch.zeros(frames, 3, device=device) if root_orient is None else as_tensor(root_orient, device)
@@ -261,65 +412,24 @@ def denoise_motion(
     observations = noisy
     noisy = torch.nan_to_num(noisy)
 
-    starts = window_starts(frames, options.window, options.overlap)
-    length = min(frames, options.window)
-    blend = crossfade_weights(starts, length, frames).to(device)
-    per_batch = max(1, options.max_batch_frames // length)
-    groups = [list(range(i, min(i + per_batch, len(starts)))) for i in range(0, len(starts), per_batch)]
-    steps_each = options.schedule.total
-    total = steps_each * len(groups)
-    gen = make_generator(seed, prior.device)
-
-    def cut(x: torch.Tensor | None, group: list[int]) -> torch.Tensor | None:
-        return None if x is None else torch.stack([x[starts[w] : starts[w] + length] for w in group])
-
-    # Every window's current poses (and root when fitted); windows not yet solved hold the start.
-    params = torch.cat([prior.mean.to(device).expand(frames, POSE_DIM), root, shift if shift is not None else root * 0], 1)
-    solved = cut(params, list(range(len(starts))))
-    assert solved is not None
-
-    def assemble(windows: torch.Tensor) -> torch.Tensor:
-        out = torch.zeros(frames, windows.shape[-1], device=device)
-        for w, start in enumerate(starts):
-            out[start : start + length] += blend[w, :, None] * windows[w]
-        return out
-
-    for g, group in enumerate(groups):
-
-        def report(step: int, t: float, current: torch.Tensor, group: list[int] = group, g: int = g) -> None:
-            done = g * steps_each + step
-            if callback is not None and should_report(done, total, callback_every):
-                solved[group] = current.detach()
-                whole = assemble(solved)
-                extra = {}
-                if options.fit_root:  # the root being fitted, for a display of the whole body
-                    extra["root_orient"] = cpu_copy(whole[:, POSE_DIM : POSE_DIM + 3])
-                    extra["trans"] = cpu_copy(whole[:, POSE_DIM + 3 :]) if shift is not None else None
-                callback(Progress("denoise", done, total, t, cpu_copy(whole[:, :POSE_DIM]), extra))
-
-        solved[group] = _solve_windows(
-            prior, body, cut(noisy, group), cut(seen[:, obs_idx].to(noisy.dtype), group), obs_idx, cut(params, group), shape,
-            fit_root=options.fit_root, has_trans=shift is not None, options=options, gen=gen, report=report,
-            cancel=cancel,
-        )
+    term = JointsTerm(noisy, seen[:, obs_idx].to(noisy.dtype), tuple(obs_idx))
+    start = MotionParams(prior.mean.to(device).expand(frames, prior.space.dim), root, shift)
+    fit = fit_sequence(prior, body, term, start, options, betas=shape, seed=seed, callback=callback,
+                       callback_every=callback_every, cancel=cancel)
 
     with torch.no_grad():
-        final = assemble(solved)
-        pose_body = final[:, :POSE_DIM]
-        root_out = final[:, POSE_DIM : POSE_DIM + 3] if options.fit_root else root
-        trans_out = (final[:, POSE_DIM + 3 :] if options.fit_root else shift) if shift is not None else None
-        joints = body.skeleton_joints(pose_body, global_orient=root_out, transl=trans_out, betas=shape)
+        joints = body.skeleton_joints(fit.pose_body, global_orient=fit.root_orient, transl=fit.trans, betas=shape)
     result = DenoiseResult(
-        pose_body=pose_body.cpu(), joints=joints.cpu(), root_orient=root_out.cpu(),
-        trans=None if trans_out is None else trans_out.cpu(), noisy_joints=observations.cpu(),
+        pose_body=fit.pose_body.cpu(), joints=joints.cpu(), root_orient=fit.root_orient.cpu(),
+        trans=None if fit.trans is None else fit.trans.cpu(), noisy_joints=observations.cpu(),
     )
-    fit = (joints - noisy).norm(dim=-1)[seen]
-    result.fit_mm = float(1000 * fit.mean())
+    distance = (joints - noisy).norm(dim=-1)[seen]
+    result.fit_mm = float(1000 * distance.mean())
     result.metrics = {"fit_mm": result.fit_mm, "observed_fraction": float(seen[:, obs_idx].float().mean())}
     if gt_joints is not None:
         gt = as_tensor(gt_joints, device)
-        if gt.shape != (frames, NUM_JOINTS, 3):
-            raise ValueError(f"gt_joints must be ({frames}, {NUM_JOINTS}, 3), got {tuple(gt.shape)}")
+        if gt.shape != (frames, NUM_SKELETON_JOINTS, 3):
+            raise ValueError(f"gt_joints must be ({frames}, {NUM_SKELETON_JOINTS}, 3), got {tuple(gt.shape)}")
         result.mpjpe_in_mm = float(1000 * (noisy - gt).norm(dim=-1)[seen].mean())
         result.mpjpe_out_mm = float(mpjpe_mm(joints.cpu(), gt.cpu()).mean())
         result.metrics |= {"mpjpe_in_mm": result.mpjpe_in_mm, "mpjpe_out_mm": result.mpjpe_out_mm}
@@ -383,8 +493,8 @@ def parse_observed(spec: str) -> tuple[int, ...]:
         else:
             raise ValueError(f"unknown joint {token!r}; use SMPL-X indices 0..21, names like 'left_wrist', or parts like 'arms'")
         for j in joints:
-            if not 0 <= j < NUM_JOINTS:
-                raise ValueError(f"joint index {j} out of range 0..{NUM_JOINTS - 1}")
+            if not 0 <= j < NUM_SKELETON_JOINTS:
+                raise ValueError(f"joint index {j} out of range 0..{NUM_SKELETON_JOINTS - 1}")
             if j not in out:
                 out.append(j)
     if not out:
@@ -399,30 +509,25 @@ def _distance(a: torch.Tensor) -> torch.Tensor:
 def _solve_windows(
     prior: PosePrior,
     body: BodyModel,
-    noisy: torch.Tensor,
-    seen: torch.Tensor,
-    obs_idx: list[int],
+    data_loss: WindowLoss,
     start: torch.Tensor,
     betas: torch.Tensor | None,
     *,
-    fit_root: bool,
     has_trans: bool,
     options: DenoiseOptions,
     gen: torch.Generator,
     report,
     cancel: CancelFlag | None,
 ) -> torch.Tensor:
-    """Optimise ``start: (W, L, 69)`` (pose 63, root 3, translation 3) of ``W`` windows of ``L``
-    frames against ``noisy: (W, L, 22, 3)`` together, where ``seen: (W, L, len(obs_idx))`` is 1
-    (0 for an entry not seen: it has no data term); returns the optimum, same shape."""
+    """Optimise ``start: (W, L, D + 6)`` (pose D, root 3, translation 3) of ``W`` windows of ``L``
+    frames together against ``data_loss`` of their joints; returns the optimum, same shape."""
+    dim = prior.space.dim
     windows, length = start.shape[:2]
     schedule = options.schedule
     times = torch.as_tensor(schedule.times(), dtype=torch.float32, device=prior.device)
     sched = prior.schedule(times)
     weight = prior_weights(sched)
-    observed = noisy[:, :, obs_idx]
-    seen_count = seen.sum().clamp_min(1)  # = the mean over entries when all are seen (DPoser's)
-    free = slice(None) if fit_root else slice(0, POSE_DIM)
+    free = slice(None) if options.fit_root else slice(0, dim)
     params = start.clone()
     adam = Adam(schedule.lr)
     # d/d pose of the per-frame sum of w r^2, averaged over the W L frames, through x = (pose - mean) / std.
@@ -431,24 +536,21 @@ def _solve_windows(
         check_cancel(cancel)
         it = k // schedule.steps_per_iter
         var = params[..., free].detach().requires_grad_(True)
-        full = torch.cat([var, params[..., POSE_DIM:]], -1) if not fit_root else var
+        full = torch.cat([var, params[..., dim:]], -1) if not options.fit_root else var
         joints = body.skeleton_joints(
-            full[..., :POSE_DIM], global_orient=full[..., POSE_DIM : POSE_DIM + 3],
-            transl=full[..., POSE_DIM + 3 :] if has_trans else None, betas=betas,
+            full[..., :dim], global_orient=full[..., dim : dim + 3],
+            transl=full[..., dim + 3 :] if has_trans else None, betas=betas,
         )
-        data = (_distance(joints[:, :, obs_idx] - observed) * seen).sum() / seen_count
-        loss = (options.data_weight / (1 + it * it)) * data
+        loss = (options.data_weight / (1 + it * it)) * data_loss(joints)
         if length > 1:
             loss = loss + (options.temporal_weight * (1 + it)) * _distance(joints[:, 1:] - joints[:, :-1]).mean()
         (grad,) = torch.autograd.grad(loss, var)
         with torch.no_grad():
-            pose = params[..., :POSE_DIM].reshape(-1, POSE_DIM)
+            pose = params[..., :dim].reshape(-1, dim)
             x = prior.normalize(pose)
             residual = prior_residual(sched, k, x, torch.randn(x.shape, generator=gen, device=x.device))
             residual = (options.prior_weight * (1 + it) * weight[k] * residual).to(start.device)
-            grad[..., :POSE_DIM] += (residual * prior_scale).reshape(
-                windows, length, POSE_DIM
-            )
+            grad[..., :dim] += (residual * prior_scale).reshape(windows, length, dim)
             params[..., free] = adam.step(params[..., free], grad)
         report(k + 1, float(times[k]), params)
     return params.detach()

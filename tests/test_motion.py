@@ -20,14 +20,13 @@ from prior.metrics import mpjpe_mm
 from prior.motion import (
     MOTION_SCHEDULE,
     DenoiseOptions,
+    Windows,
     add_joint_noise,
     clip_joints,
-    crossfade_weights,
     denoise_clip,
     denoise_motion,
     parse_observed,
     root_from_joints,
-    window_starts,
 )
 from prior.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 
@@ -45,16 +44,21 @@ def gesture():
 
 @pytest.mark.parametrize(("frames", "window", "overlap"), [(10, 300, 30), (240, 100, 20), (61, 24, 8), (300, 120, 0)])
 def test_windows_cover_the_clip_and_crossfade_to_one(frames, window, overlap):
-    starts = window_starts(frames, window, overlap)
-    length = min(frames, window)
+    windows = Windows(frames, window, overlap)
+    starts, length, weights = windows.starts, windows.length, windows.weights
+    assert length == min(frames, window) and len(windows) == len(starts)
     assert starts[0] == 0 and starts[-1] + length == frames
     assert all(b - a <= length - overlap for a, b in zip(starts, starts[1:]))
-    weights = crossfade_weights(starts, length, frames)
     total = torch.zeros(frames)
     for w, s in enumerate(starts):
         total[s : s + length] += weights[w]
-    assert torch.allclose(total, torch.ones(frames), atol=1e-6)
+    assert torch.allclose(total, torch.ones(frames), atol=1e-6)  # each frame's weights sum to one
     assert (weights > 0).all()
+    x = torch.randn(frames, 5, generator=torch.Generator().manual_seed(frames))
+    cut = windows.cut(x)
+    assert cut.shape == (len(starts), length, 5) and torch.equal(cut[-1], x[-length:])
+    assert torch.allclose(windows.assemble(cut), x, atol=1e-6)  # assemble(cut(x)) == x
+    assert torch.equal(windows.cut(x, [len(starts) - 1]), cut[-1:])
     # No seams: each window's share of a frame changes by at most one ramp step per frame.
     if len(starts) > 1:
         shared = min(a + length - b for a, b in zip(starts, starts[1:]))
@@ -88,7 +92,7 @@ def test_windowed_solution_is_as_good_as_one_window(official, body, gesture):
     root = torch.from_numpy(clip.root_orient)
     whole = denoise_motion(official, body, noisy, root_orient=root, gt_joints=gt, seed=0, options=SHORT)
     windowed_opts = dataclasses.replace(SHORT, window=20, overlap=6)
-    assert len(window_starts(48, 20, 6)) == 3
+    assert len(Windows(48, 20, 6)) == 3
     windowed = denoise_motion(official, body, noisy, root_orient=root, gt_joints=gt, seed=0, options=windowed_opts)
     assert windowed.mpjpe_out_mm < 1.2 * whole.mpjpe_out_mm
 
@@ -194,6 +198,33 @@ def test_observed_joint_specs_and_bad_inputs(official, body):
         denoise_motion(official, body, torch.zeros(5, 22, 3), root_orient=torch.zeros(4, 3))
     with pytest.raises(ValueError, match="overlap"):
         DenoiseOptions(window=10, overlap=10)
+
+
+def test_fit_sequence_takes_any_data_term(official, body, gesture):
+    from prior.motion import JointsTerm, MotionParams, fit_sequence
+
+    clip = gesture.frames(0, 20)
+    noisy = add_joint_noise(clip_joints(body, clip), 0.04, seed=0)
+    opts = dataclasses.replace(SHORT, window=8, overlap=3, max_batch_frames=16)  # 4 windows in 2 batches
+    batches = []
+
+    class Counting:
+        """The joints term, recording the batches it is asked about."""
+
+        def __init__(self) -> None:
+            self.inner = JointsTerm(noisy, torch.ones(20, 22), tuple(range(22)))
+
+        def for_windows(self, windows, group):
+            batches.append(list(group))
+            loss = self.inner.for_windows(windows, group)
+            return lambda joints: loss(joints) if joints.shape[:2] == (len(group), windows.length) else None
+
+    root = torch.from_numpy(clip.root_orient)
+    start = MotionParams(official.mean.expand(20, official.space.dim), root)
+    fit = fit_sequence(official, body, Counting(), start, opts, seed=5)
+    assert batches == [[0, 1], [2, 3]] and fit.root_orient is root and fit.trans is None
+    ref = denoise_motion(official, body, noisy, root_orient=root, options=opts, seed=5)
+    assert torch.equal(fit.pose_body, ref.pose_body)
 
 
 # -- the installed command -------------------------------------------------------------------------
