@@ -21,7 +21,8 @@ from .errors import InputError
 @dataclass
 class Common:
     ckpt: Path | None = None
-    """Prior checkpoint: official DPoser .pth, DPoser-X .ckpt or a dposer-view .safetensors (default: the shipped prior)."""
+    """Prior checkpoint: official DPoser .pth, DPoser-X .ckpt or a dposer-view .safetensors (default: the shipped
+    prior)."""
     body_model: Path | None = None
     """SMPL-X / SMPL-H / SMPL model file or folder (default: the mannequin-x body)."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -295,8 +296,10 @@ class Denoise(Common):
         import json
 
         from .data import clip_arrays, load_clip, load_joints
-        from .motion import DenoiseOptions, add_joint_noise, denoise_clip, denoise_motion, denoised_clip, parse_observed
         from .files import save_npz, write_text_atomic
+        from .motion import DenoiseOptions, parse_observed
+        from .motion_fit import fit_motion, observe_motion
+        from .parts import NUM_SKELETON_JOINTS
 
         if (self.clip is None) == (self.joints is None):
             raise InputError("give exactly one of --clip (a clip to noise and denoise) and --joints (observed joints)")
@@ -304,61 +307,41 @@ class Denoise(Common):
         if not noise_std >= 0:
             raise InputError(f"--noise-std must be >= 0 metres (got {noise_std})")
         source = self.clip if self.clip is not None else self.joints
-        track = clip = None
-        if self.clip is not None:
-            clip = load_clip(self.clip)
-        else:
-            track = load_joints(self.joints, key=self.joints_key)
-        fit_root = self.fit_root or (track is not None and not track.root_known)
+        motion = load_clip(self.clip) if self.clip is not None else load_joints(self.joints, key=self.joints_key)
         try:
-            options = DenoiseOptions(window=self.window, overlap=self.overlap, fit_root=fit_root)
+            options = DenoiseOptions(window=self.window, overlap=self.overlap, fit_root=self.fit_root)
             observed = None if self.observed is None else parse_observed(self.observed)
         except ValueError as e:
             raise InputError(str(e)) from None
         prior, body = self.load_prior(), self.load_body()
         bar = _Bar("denoise")
         try:
-            if clip is not None:
-                res = denoise_clip(prior, body, clip, noise_std_m=noise_std, observed=observed, options=options,
-                                   seed=self.seed, callback=bar)
-            else:
-                assert track is not None
-                obs = add_joint_noise(torch.from_numpy(track.joints), noise_std, seed=self.seed)
-
-                def given(x: np.ndarray | None) -> torch.Tensor | None:
-                    return None if x is None else torch.from_numpy(x)
-
-                res = denoise_motion(
-                    prior, body, obs, root_orient=given(track.root_orient), trans=given(track.trans),
-                    betas=given(track.betas), observed=observed, options=options,
-                    seed=None if self.seed is None else self.seed + 1, callback=bar,
-                )
+            # The noise and the solver draw from seed and seed + 1: one seed reproduces both.
+            obs = observe_motion(body, motion, noise_std_m=noise_std, seed=self.seed)
+            fit = fit_motion(prior, body, motion, obs, observed=observed, options=options,
+                             seed=None if self.seed is None else self.seed + 1, callback=bar)
         except ValueError as e:  # observations the solver cannot use (e.g. none seen)
             raise InputError(str(e), source) from None
         finally:
             bar.close()
-        assert res.noisy_joints is not None
-        if clip is not None:
-            fitted = denoised_clip(clip, res)
-        else:
-            assert track is not None
-            trans = None if res.trans is None else res.trans.numpy()
-            fitted = track.as_clip(res.pose_body.numpy(), res.root_orient.numpy(), trans)
-        save_npz(self.out, clip_arrays(fitted) | {"noisy_joints": res.noisy_joints.numpy()})
+        save_npz(self.out, clip_arrays(fit.clip) | {"noisy_joints": obs.joints})
+        metrics = fit.metrics
         if self.metrics is not None:
             report = {
-                "input": str(source), "frames": fitted.num_frames, "fps": fitted.fps, "noise_std_m": noise_std,
-                "seed": self.seed, "observed": list(observed or range(22)), "fit_root": fit_root,
-                **res.metrics,
+                "input": str(source), "frames": fit.clip.num_frames, "fps": fit.clip.fps, "noise_std_m": noise_std,
+                "seed": self.seed, "observed": list(observed or range(NUM_SKELETON_JOINTS)),
+                "fit_root": fit.root_fitted, **metrics,
             }
             write_text_atomic(self.metrics, json.dumps(report, indent=2))
-        summary = f"fit {res.fit_mm:.1f} mm to the observations"
-        if res.mpjpe_in_mm is not None:
-            summary = f"MPJPE {res.mpjpe_in_mm:.1f} -> {res.mpjpe_out_mm:.1f} mm"
-        print(f"wrote {self.out}: {fitted.num_frames} frames, {summary}", file=sys.stderr)
+        summary = f"fit {metrics['fit_mm']:.1f} mm to the observations"
+        if "mpjpe_in_mm" in metrics:
+            summary = f"MPJPE {metrics['mpjpe_in_mm']:.1f} -> {metrics['mpjpe_out_mm']:.1f} mm"
+        print(f"wrote {self.out}: {fit.clip.num_frames} frames, {summary}", file=sys.stderr)
 
 
-SUBCOMMANDS: dict[str, type[Common]] = {"generate": Generate, "complete": Complete, "train": Train, "eval": Eval, "denoise": Denoise}
+SUBCOMMANDS: dict[str, type[Common]] = {
+    "generate": Generate, "complete": Complete, "train": Train, "eval": Eval, "denoise": Denoise,
+}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -22,7 +22,6 @@ cross-faded, so there are no seams and memory stays bounded.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -311,7 +310,8 @@ def fit_sequence(
     gen = make_generator(seed, prior.device)
 
     # Every window's current parameters; windows not yet solved hold the start.
-    params = torch.cat([init.pose_body, init.root_orient, init.trans if has_trans else torch.zeros_like(init.root_orient)], 1)
+    trans = init.trans if init.trans is not None else torch.zeros_like(init.root_orient)
+    params = torch.cat([init.pose_body, init.root_orient, trans], 1)
     solved = windows.cut(params)
 
     for g, group in enumerate(groups):
@@ -436,47 +436,6 @@ def denoise_motion(
     return result
 
 
-def denoise_clip(
-    prior: PosePrior,
-    body: BodyModel,
-    clip: Clip,
-    *,
-    noise_std_m: float = 0.04,
-    observed: Sequence[int] | None = None,
-    options: DenoiseOptions = DenoiseOptions(),
-    seed: int | None = None,
-    callback: ProgressFn | None = None,
-    callback_every: int = 5,
-    cancel: CancelFlag | None = None,
-) -> DenoiseResult:
-    """DPoser's motion-denoising experiment on a clip: its joints (from ``body`` with the clip's pose,
-    root, translation and shape) plus ``noise_std_m`` of Gaussian noise are denoised with the root
-    and translation known; MPJPE of input and output is reported against the clean joints.
-
-    ``seed`` draws the joint noise; the solver's own draws use ``seed + 1``.
-    """
-    gt = clip_joints(body, clip)
-    noisy = add_joint_noise(gt, noise_std_m, seed=seed)
-    return denoise_motion(
-        prior, body, noisy,
-        root_orient=torch.from_numpy(clip.root_orient),
-        trans=None if clip.trans is None else torch.from_numpy(clip.trans),
-        betas=None if clip.betas is None else torch.from_numpy(clip.betas),
-        observed=observed, gt_joints=gt, options=options, seed=None if seed is None else seed + 1,
-        callback=callback, callback_every=callback_every, cancel=cancel,
-    )
-
-
-def denoised_clip(clip: Clip, result: DenoiseResult) -> Clip:
-    """``clip`` with its body pose (and, when fitted, root) replaced by a denoising result."""
-    return dataclasses.replace(
-        clip,
-        pose_body=result.pose_body.numpy().astype(np.float32),
-        root_orient=result.root_orient.numpy().astype(np.float32),
-        trans=None if result.trans is None else result.trans.numpy().astype(np.float32),
-    )
-
-
 def parse_observed(spec: str) -> tuple[int, ...]:
     """SMPL-X joints (0..21) from ``"0,1,2"``, joint names (``"pelvis,left_wrist"``) or part names
     of ``prior.parts.PARTS`` (``"legs,trunk"``), mixed freely; raises ``ValueError`` naming the problem."""
@@ -491,7 +450,8 @@ def parse_observed(spec: str) -> tuple[int, ...]:
         elif token in PARTS:
             joints = tuple(j + 1 for j in PARTS[token])  # parts list body-pose joints: SMPL-X j + 1
         else:
-            raise ValueError(f"unknown joint {token!r}; use SMPL-X indices 0..21, names like 'left_wrist', or parts like 'arms'")
+            raise ValueError(
+                f"unknown joint {token!r}; use SMPL-X indices 0..21, names like 'left_wrist', or parts like 'arms'")
         for j in joints:
             if not 0 <= j < NUM_SKELETON_JOINTS:
                 raise ValueError(f"joint index {j} out of range 0..{NUM_SKELETON_JOINTS - 1}")

@@ -1,4 +1,5 @@
-"""Motion denoising on a real AMASS clip: DPoser's experiment, partial observations, windows, the CLI."""
+"""Motion denoising on a real AMASS clip: DPoser's experiment, partial observations, windows, the
+motion-fitting task (observe_motion, fit_motion), the CLI."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import torch
 from prior_helpers import DATA, OFFICIAL_CKPT
 
 from prior import Cancelled
-from prior.data import load_clip, load_joints, save_clip
+from prior.data import JointTrack, load_clip, load_joints, save_clip
 from prior.metrics import mpjpe_mm
 from prior.motion import (
     MOTION_SCHEDULE,
@@ -23,11 +24,11 @@ from prior.motion import (
     Windows,
     add_joint_noise,
     clip_joints,
-    denoise_clip,
     denoise_motion,
     parse_observed,
     root_from_joints,
 )
+from prior.motion_fit import fit_motion, observe_motion
 from prior.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 
 pytest_plugins = ["task_fixtures"]  # body, official, trained, one_thread
@@ -67,21 +68,21 @@ def test_windows_cover_the_clip_and_crossfade_to_one(frames, window, overlap):
 
 def test_denoising_a_real_clip_beats_the_noise_and_the_prior_fills_unseen_joints(trained, body, gesture):
     clip = gesture.frames(0, 30)
-    res = denoise_clip(trained, body, clip, noise_std_m=0.04, seed=0)
-    assert res.mpjpe_in_mm == pytest.approx(64, rel=0.1)  # 0.04 m per coordinate: 1.6 * 40 mm on average
-    assert res.mpjpe_out_mm <= 0.5 * res.mpjpe_in_mm
-    assert res.pose_body.shape == (30, 63) and res.joints.shape == (30, 22, 3)
-    assert torch.equal(res.root_orient, torch.from_numpy(clip.root_orient))  # known root is held
+    obs = observe_motion(body, clip, noise_std_m=0.04, seed=0)
+    res = fit_motion(trained, body, clip, obs, seed=1)
+    assert res.metrics["mpjpe_in_mm"] == pytest.approx(64, rel=0.1)  # 0.04 m per coordinate: 1.6 * 40 mm on average
+    assert res.metrics["mpjpe_out_mm"] <= 0.5 * res.metrics["mpjpe_in_mm"]
+    assert res.clip.pose_body.shape == (30, 63) and res.joints.shape == (30, 22, 3) and not res.root_fitted
+    assert res.clip.root_orient is clip.root_orient  # known root is held
 
     # Without observations of the left arm, only the prior can place it.
-    gt = clip_joints(body, clip)
     observed = [j for j in range(22) if j not in LEFT_ARM]
     arm = list(LEFT_ARM)
     errors = {}
     for weight in (0.1, 0.0):
-        out = denoise_clip(trained, body, clip, observed=observed, seed=0,
-                           options=DenoiseOptions(prior_weight=weight))
-        errors[weight] = float(mpjpe_mm(out.joints[:, arm], gt[:, arm]).mean())
+        out = fit_motion(trained, body, clip, obs, observed=observed, seed=1,
+                         options=DenoiseOptions(prior_weight=weight))
+        errors[weight] = float(mpjpe_mm(out.joints[:, arm], obs.gt_joints[:, arm]).mean())
     assert errors[0.1] < 0.7 * errors[0.0], errors
 
 
@@ -198,6 +199,96 @@ def test_observed_joint_specs_and_bad_inputs(official, body):
         denoise_motion(official, body, torch.zeros(5, 22, 3), root_orient=torch.zeros(4, 3))
     with pytest.raises(ValueError, match="overlap"):
         DenoiseOptions(window=10, overlap=10)
+
+
+# -- the motion-fitting task (what the CLI and the viewer call) ---------------------------------------
+
+BETAS = np.linspace(-2.0, 2.0, 10).astype(np.float32)
+
+
+def shaped_clip(gesture, frames: int = 12):
+    """A short clip with a non-mean shape and a translation: both must reach the body model."""
+    clip = gesture.frames(0, frames)
+    path = np.linspace([0.0, 0.9, 0.0], [0.3, 0.9, 0.1], frames).astype(np.float32)
+    return dataclasses.replace(clip, betas=BETAS, trans=path)
+
+
+def test_observe_motion_of_a_clip_uses_its_shape_and_seeds_the_noise(body, gesture):
+    clip = shaped_clip(gesture)
+    clean = observe_motion(body, clip)
+    expected = body.skeleton_joints(torch.from_numpy(clip.pose_body), global_orient=torch.from_numpy(clip.root_orient),
+                                    transl=torch.from_numpy(clip.trans), betas=torch.from_numpy(BETAS))
+    np.testing.assert_array_equal(clean.gt_joints, expected.numpy())
+    np.testing.assert_array_equal(clean.joints, clean.gt_joints)  # no noise asked for
+    mean_shape = observe_motion(body, dataclasses.replace(clip, betas=None)).gt_joints
+    assert np.linalg.norm(clean.gt_joints - mean_shape, axis=-1).max() > 0.005
+    assert clean.joints.dtype == np.float32 and clean.joints.shape == (12, 22, 3)
+
+    noisy = observe_motion(body, clip, noise_std_m=0.04, seed=3)
+    np.testing.assert_array_equal(noisy.gt_joints, clean.gt_joints)
+    np.testing.assert_array_equal(noisy.joints, add_joint_noise(expected, 0.04, seed=3).numpy())
+    errors = noisy.input_errors_mm()
+    assert errors.shape == (12,) and 40 < errors.mean() < 90  # 0.04 m per coordinate: ~64 mm
+    assert clean.input_errors_mm().max() == 0.0
+
+
+def test_observe_motion_of_a_joint_track_keeps_its_gaps(body, gesture):
+    joints = observe_motion(body, gesture.frames(0, 6)).gt_joints.copy()
+    joints[2, 5] = np.nan
+    track = JointTrack(joints=joints)
+    obs = observe_motion(body, track)
+    assert obs.gt_joints is None and obs.input_errors_mm() is None
+    np.testing.assert_array_equal(obs.joints, joints)
+    noisy = observe_motion(body, track, noise_std_m=0.01, seed=0)
+    assert np.array_equal(np.isnan(noisy.joints), np.isnan(joints)) and not np.array_equal(noisy.joints, joints)
+    with pytest.raises(ValueError, match="noise_std_m"):
+        observe_motion(body, track, noise_std_m=-1.0)
+
+
+def test_fit_motion_of_a_clip_is_denoise_motion_with_the_clips_root_and_shape(official, body, gesture):
+    clip = shaped_clip(gesture)
+    obs = observe_motion(body, clip, noise_std_m=0.04, seed=2)
+    fit = fit_motion(official, body, clip, obs, options=SHORT, seed=3)
+    ref = denoise_motion(official, body, torch.from_numpy(obs.joints), root_orient=torch.from_numpy(clip.root_orient),
+                         trans=torch.from_numpy(clip.trans), betas=torch.from_numpy(BETAS),
+                         gt_joints=torch.from_numpy(obs.gt_joints), options=SHORT, seed=3)
+    assert fit.metrics == ref.metrics
+    assert set(fit.metrics) == {"fit_mm", "observed_fraction", "mpjpe_in_mm", "mpjpe_out_mm"}
+    np.testing.assert_array_equal(fit.clip.pose_body, ref.pose_body.numpy())
+    np.testing.assert_array_equal(fit.joints, ref.joints.numpy())
+    assert not fit.root_fitted and fit.clip.trans is clip.trans and fit.clip.betas is clip.betas
+    assert fit.observations is obs
+    assert set(fit.frame_errors_mm) == {"input", "fit"}
+    assert fit.frame_errors_mm["fit"].mean() == pytest.approx(fit.metrics["mpjpe_out_mm"], rel=1e-6)
+    assert fit.frame_errors_mm["input"].mean() == pytest.approx(fit.metrics["mpjpe_in_mm"], rel=1e-5)
+    with pytest.raises(ValueError, match="12 frames"):
+        fit_motion(official, body, clip.frames(0, 10), obs, options=SHORT)
+
+
+def test_fit_motion_fits_the_root_of_a_track_that_lacks_one(official, body, gesture):
+    clip = shaped_clip(gesture)
+    joints = observe_motion(body, clip, noise_std_m=0.02, seed=4).joints
+    joints[3:6, 20] = np.nan
+    short = dataclasses.replace(SHORT, schedule=dataclasses.replace(MOTION_SCHEDULE, iterations=2, steps_per_iter=5))
+    seen = []
+    unknown = JointTrack(joints=joints, betas=BETAS, fps=60.0)
+    fit = fit_motion(official, body, unknown, observe_motion(body, unknown), options=short, seed=0,
+                     callback=seen.append)
+    assert fit.root_fitted and fit.clip.trans is not None and fit.clip.fps == 60.0
+    assert "root_orient" in seen[-1].extra and seen[-1].extra["trans"] is not None
+    assert set(fit.frame_errors_mm) == {"fit"} and "mpjpe_in_mm" not in fit.metrics
+    assert np.isfinite(fit.frame_errors_mm["fit"]).all()
+    per_frame = np.isfinite(joints).all(-1).sum(1)  # 22 seen, 21 in the frames missing the wrist
+    weighted = (fit.frame_errors_mm["fit"] * per_frame).sum() / per_frame.sum()
+    assert weighted == pytest.approx(fit.metrics["fit_mm"], rel=1e-5)
+
+    known = JointTrack(joints=joints, root_orient=clip.root_orient, trans=clip.trans, betas=BETAS)
+    held = fit_motion(official, body, known, observe_motion(body, known), options=short, seed=0)
+    assert not held.root_fitted
+    np.testing.assert_array_equal(held.clip.root_orient, clip.root_orient)
+    np.testing.assert_array_equal(held.clip.trans, clip.trans)
+    forced = fit_motion(official, body, known, observe_motion(body, known), options=short, seed=0, fit_root=True)
+    assert forced.root_fitted
 
 
 def test_fit_sequence_takes_any_data_term(official, body, gesture):
