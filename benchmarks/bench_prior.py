@@ -99,17 +99,23 @@ def main(args: Args) -> None:
     t_ode = timed(gen_ode, max(1, args.repeats // 2))
 
     cfg = prior.net.config
-    print(f"\ncheckpoint: {args.ckpt.name} (hidden {cfg.hidden}, {sum(p.numel() for p in prior.net.parameters()):,} params)")
+    params = sum(p.numel() for p in prior.net.parameters())
+    print(f"\ncheckpoint: {args.ckpt.name} (hidden {cfg.hidden}, {params:,} params)")
     print(f"device: {dev}, torch threads: {torch.get_num_threads()}\n")
     print("| task | time | note |")
     print("|---|---|---|")
-    print(f"| complete 1 pose x {H} hyp, DPS (default; 100 guided steps) | {t_dps * 1000:.0f} ms | median of {args.repeats}; target < 500 ms on CPU |")
-    print(f"| complete 1 pose x {H} hyp, DPoser batched solver (200 steps) | {t_ours * 1000:.0f} ms | median of {args.repeats} |")
-    print(f"| complete 1 pose x {H} hyp, DPoser reference-style loop | {t_ref * 1000:.0f} ms | hypotheses in turn, autograd |")
+    print(f"| complete 1 pose x {H} hyp, DPS (default; 100 guided steps) | {t_dps * 1000:.0f} ms "
+          f"| median of {args.repeats}; target < 500 ms on CPU |")
+    print(f"| complete 1 pose x {H} hyp, DPoser batched solver (200 steps) | {t_ours * 1000:.0f} ms "
+          f"| median of {args.repeats} |")
+    print(f"| complete 1 pose x {H} hyp, DPoser reference-style loop | {t_ref * 1000:.0f} ms "
+          "| hypotheses in turn, autograd |")
     print(f"| DPoser batched speed-up | {t_ref / t_ours:.1f}x | target >= 5x |")
     print(f"| first streamed completion update | {np.median(firsts) * 1000:.1f} ms | target < 100 ms |")
-    print(f"| generate {args.gen_num} x {args.gen_steps} steps, SDE | {t_sde:.2f} s | {t_sde / args.gen_steps * 1000:.2f} ms/step |")
-    print(f"| generate {args.gen_num} x {args.gen_steps // 2} Heun steps, ODE | {t_ode:.2f} s | {args.gen_steps} evaluations |")
+    print(f"| generate {args.gen_num} x {args.gen_steps} steps, SDE | {t_sde:.2f} s "
+          f"| {t_sde / args.gen_steps * 1000:.2f} ms/step |")
+    print(f"| generate {args.gen_num} x {args.gen_steps // 2} Heun steps, ODE | {t_ode:.2f} s "
+          f"| {args.gen_steps} evaluations |")
 
 
 if __name__ == "__main__":

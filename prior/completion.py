@@ -85,7 +85,8 @@ def complete(
     cancel: CancelFlag | None = None,
 ) -> CompletionResult:
     """Complete the masked dims of ``pose_body: (N, D)`` (axis-angle, ``D = prior.space.dim``);
-    ``mask: (D,)`` or ``(N, D)``, True = unknown. Returns ``H = hypotheses`` completions per pose, solved together in one batch.
+    ``mask: (D,)`` or ``(N, D)``, True = unknown. Returns ``H = hypotheses`` completions per pose, solved
+    together in one batch.
 
     ``solver="dposer"``: DPoser's optimisation with the truncated ``schedule`` (default: what the
     checkpoint recommends, see ``DPoserSchedule.for_prior``); the prior term uses a

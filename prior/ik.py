@@ -159,7 +159,8 @@ def inverse_kinematics(
         check_cancel(cancel)
         with_prior = steps <= options.steps and options.prior_weight > 0
         with torch.no_grad():
-            rows = target_joints(torch.cat([params[None], params + probe, params - probe])).reshape(1 + 2 * len(probe), -1)
+            rows = target_joints(torch.cat([params[None], params + probe, params - probe]))
+            rows = rows.reshape(1 + 2 * len(probe), -1)
             r = rows[0] - goal.reshape(-1)
             jac = ((rows[1 : 1 + len(probe)] - rows[1 + len(probe) :]) / (2 * FD_STEP_RAD)).T  # (3K, F)
             grad = jac.T @ r

@@ -37,7 +37,8 @@ class PoseSpace:
             raise ValueError(f"pose space {self.name!r}: dim {self.dim} is not 3 x {len(self.joint_names)} joints")
         for part, joints in self.parts.items():
             if not all(0 <= j < len(self.joint_names) for j in joints):
-                raise ValueError(f"pose space {self.name!r}: part {part!r} lists a joint outside 0..{len(self.joint_names) - 1}")
+                raise ValueError(
+                    f"pose space {self.name!r}: part {part!r} lists a joint outside 0..{len(self.joint_names) - 1}")
 
     @property
     def num_joints(self) -> int:

@@ -266,7 +266,8 @@ def train(
             with open(run_dir / "loss_log.jsonl", "a") as f:
                 f.write(json.dumps(row) + "\n")
             if bar is not None:
-                bar.set_postfix(loss=f"{row['loss']:.4f}", **({"val": f"{row['val_loss']:.4f}"} if "val_loss" in row else {}))
+                val = {"val": f"{row['val_loss']:.4f}"} if "val_loss" in row else {}
+                bar.set_postfix(loss=f"{row['loss']:.4f}", **val)
         if step % config.log_every == 0:
             running = 0.0
         if rank == 0 and (step % config.save_every == 0 or step == config.steps):

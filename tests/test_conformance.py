@@ -7,12 +7,12 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from prior_helpers import OFFICIAL_CKPT, REFERENCE_OUTPUTS, rel_err
 
 from prior import InputError, load_prior
 from prior.checkpoint import save_prior
 from prior.pose_prior import PosePrior
 from prior.space import BODY_SPACE
-from prior_helpers import OFFICIAL_CKPT, REFERENCE_OUTPUTS, rel_err
 
 TOL = 1e-4
 
@@ -75,7 +75,9 @@ def test_dposer_x_lightning_checkpoint_gives_the_same_numbers(official, ref, tmp
     names = [k for k in raw["model_state_dict"] if k != "sigmas"]
     keep = [i for i, k in enumerate(names) if not k.startswith("pre_dense_cond")]
     ckpt = {
-        "state_dict": {f"model.{k}": v for k, v in raw["model_state_dict"].items() if not k.startswith("pre_dense_cond")},
+        "state_dict": {
+            f"model.{k}": v for k, v in raw["model_state_dict"].items() if not k.startswith("pre_dense_cond")
+        },
         "model_ema": {**raw["ema"], "shadow_params": [raw["ema"]["shadow_params"][i] for i in keep]},
         "global_step": 150000,
         "hyper_parameters": {"lr": 2e-4},
@@ -117,7 +119,8 @@ def test_own_format_records_the_pose_space_and_refuses_an_unknown_one(official, 
     assert load_prior(older, device="cpu").space is BODY_SPACE
 
     alien = dataclasses.replace(BODY_SPACE, name="tentacles")
-    other = save_prior(PosePrior(official.net, official.mean, official.std, space=alien), tmp_path / "alien.safetensors")
+    alien_prior = PosePrior(official.net, official.mean, official.std, space=alien)
+    other = save_prior(alien_prior, tmp_path / "alien.safetensors")
     with pytest.raises(InputError) as err:
         load_prior(other, device="cpu")
     message = str(err.value)
@@ -130,6 +133,7 @@ def test_normalize_denormalize_are_inverse(official):
 
 
 def test_shipped_normaliser_matches_the_reference_implementation_files(official):
-    ref = torch.load(OFFICIAL_CKPT.parents[1] / "data" / "dposer_normalizer_files" / "axis_normalize2.pt", weights_only=True)
+    files = OFFICIAL_CKPT.parents[1] / "data" / "dposer_normalizer_files"
+    ref = torch.load(files / "axis_normalize2.pt", weights_only=True)
     assert torch.allclose(official.mean, ref["mean_poses"].float(), atol=1e-6)
     assert torch.allclose(official.std, ref["std_poses"].float(), atol=1e-6)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from prior_helpers import DATA
 
 from prior import load_body_model, load_prior
 from prior.completion import complete, make_mask
@@ -12,7 +13,6 @@ from prior.evaluate import body_joints
 from prior.files import default_checkpoint_path
 from prior.metrics import mpjpe_mm
 from prior.sampling import generate
-from prior_helpers import DATA
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,7 @@ def test_completion_beats_the_mean_pose_on_real_val_poses(default, val):
 
 
 def test_completion_beats_nearest_neighbours_with_both_arms_masked(default, val):
-    """The issue's bar on the hardest part: closer to the truth than copying training poses."""
+    """The bar on the hardest part: closer to the truth than copying training poses."""
     from prior.evaluate import nearest_visible
     from prior.parts import part_joints
 

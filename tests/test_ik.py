@@ -98,7 +98,8 @@ def test_streams_iterations_and_cancels(official, body, val_poses):
     seen = []
     res = inverse_kinematics(official, body, pose, target, callback=seen.append)
     assert [p.step for p in seen] == list(range(1, res.steps + 1)) and seen[0].task == "ik"
-    assert seen[-1].pose_body.shape == (1, 63) and seen[-1].extra["residual_m"] == pytest.approx(res.residual_m, abs=1e-6)
+    assert seen[-1].pose_body.shape == (1, 63)
+    assert seen[-1].extra["residual_m"] == pytest.approx(res.residual_m, abs=1e-6)
     cancel = threading.Event()
     with pytest.raises(Cancelled):
         inverse_kinematics(official, body, pose, target, cancel=cancel, callback=lambda p: cancel.set())

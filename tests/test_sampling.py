@@ -6,10 +6,10 @@ import threading
 
 import pytest
 import torch
+from prior_helpers import OFFICIAL_CKPT, gaussian_prior, small_random_prior
 
 from prior import Cancelled, load_prior
 from prior.sampling import generate
-from prior_helpers import OFFICIAL_CKPT, gaussian_prior, small_random_prior
 
 
 @pytest.mark.parametrize("sampler", ["sde", "ode"])
@@ -51,7 +51,8 @@ def test_trajectory_is_recorded_every_step_from_t1_towards_0():
 def test_callback_streams_from_the_first_step_and_cancel_stops():
     prior = small_random_prior()
     seen = []
-    generate(prior, 2, steps=30, seed=0, callback=lambda p: seen.append((p.step, p.t, p.pose_body.shape)), callback_every=10)
+    generate(prior, 2, steps=30, seed=0, callback=lambda p: seen.append((p.step, p.t, p.pose_body.shape)),
+             callback_every=10)
     assert [s for s, _, _ in seen] == [1, 10, 20, 30]
     assert all(shape == (2, 63) for _, _, shape in seen)
 

@@ -10,10 +10,10 @@ import subprocess
 import numpy as np
 import pytest
 import torch
-
-from prior import load_prior
-from prior.train import TrainConfig, TrainData, load_training_data, train
 from prior_helpers import DATA
+
+from prior import InputError, load_prior
+from prior.train import TrainConfig, TrainData, load_training_data, train
 
 TINY = dict(hidden=64, embed=32, batch_size=64, warmup=5, log_every=5, val_every=10, save_every=10)
 
@@ -54,7 +54,7 @@ def test_resume_may_change_dropout_and_the_file_records_both_phases(amass, tmp_p
     assert prior.info["steps"] == 20 and prior.info["recipe"]["dropout"] == 0.0
     assert [(p["from_step"], p["recipe"]["dropout"], p["recipe"]["lr"]) for p in prior.info["phases"]] == [
         (0, 0.1, 2e-4), (10, 0.0, 1e-4)]
-    with pytest.raises(Exception, match="another network config"):  # width may not change
+    with pytest.raises(InputError, match="another network config"):  # width may not change
         train(amass, tmp_path / "run", TrainConfig(steps=30, **{**TINY, "hidden": 96}), progress=False)
 
 
@@ -76,8 +76,6 @@ def test_cli_train_and_ddp_with_two_gloo_processes(tmp_path):
 
 
 def test_bad_training_data_is_a_clear_error(tmp_path):
-    from prior import InputError
-
     bad = tmp_path / "bad.npz"
     np.savez(bad, train=np.zeros((10, 60)))
     with pytest.raises(InputError, match="'train' has shape"):
