@@ -24,6 +24,8 @@ CHROMIUM_ARGS = [
     "--disable-sync", "--no-first-run", "--disable-quic",
 ]
 VIEWPORT = {"width": 1280, "height": 800}
+BODY_RGB = (196, 160, 120)  # viewer.body_handle.BODY_COLOR
+BODY_BOX = (380, 80, 900, 700)  # where a standing, framed body is drawn in a 1280x800 tab
 
 
 def chromium_path() -> str:
@@ -40,7 +42,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_until(predicate: Callable[[], Any], *, timeout: float = 30.0, what: str | Callable[[], str] = "condition") -> Any:
+def wait_until(
+    predicate: Callable[[], Any], *, timeout: float = 30.0, what: str | Callable[[], str] = "condition"
+) -> Any:
     """Poll ``predicate`` until it returns something truthy; fail with ``what`` (text, or a callable
     giving the state at failure) after ``timeout`` s."""
     deadline = time.monotonic() + timeout
@@ -56,13 +60,14 @@ def wait_until(predicate: Callable[[], Any], *, timeout: float = 30.0, what: str
 class ViewerProcess:
     """The installed ``dposer-view`` console script running as a subprocess on a free port."""
 
-    def __init__(self, *args: str) -> None:
-        exe = shutil.which("dposer-view")
-        cmd = [exe] if exe else [sys.executable, "-m", "viewer.app"]
+    def __init__(self, *args: str, exe: str | Path | None = None, cwd: str | Path | None = None) -> None:
+        exe = exe or shutil.which("dposer-view")
+        cmd = [str(exe)] if exe else [sys.executable, "-m", "viewer.app"]
         self.port = free_port()
         self.started = time.perf_counter()
         self.proc = subprocess.Popen(
             [*cmd, "--port", str(self.port), *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            cwd=cwd,
         )
         self.output: list[str] = []
         self.url = self._wait_for_url()
@@ -80,6 +85,12 @@ class ViewerProcess:
                 self.url_printed = time.perf_counter()
                 return found.group(1)
         raise AssertionError("dposer-view printed no URL:\n" + "".join(self.output))
+
+    def log(self) -> str:
+        """Everything the process printed so far (after it stopped: all of it)."""
+        if self.proc.poll() is not None and self.proc.stdout is not None:
+            self.output.append(self.proc.stdout.read())
+        return "".join(self.output)
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -178,3 +189,10 @@ def click(locator: Any) -> None:
     except Exception as exc:
         errors = getattr(locator.page, "errors", [])
         raise AssertionError(f"cannot click {locator}: {exc}; page errors: {errors[:3]}") from None
+
+
+def open_panel(page: Any, label: str) -> None:
+    """Click panel ``label`` in the panel bar (the open one is marked with a leading "▸ ")."""
+    bar = gui_row(page, "Panel")
+    click(bar.get_by_role("button", name=re.compile(rf"^(▸ )?{re.escape(label)}$")))
+    page.get_by_role("button", name=f"▸ {label}").wait_for(timeout=30_000)

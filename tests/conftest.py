@@ -47,18 +47,28 @@ def viewer_app():
     app.stop()
 
 
-@pytest.fixture(scope="module")
-def viewer_tab(chromium, viewer_app):
-    """``(page, session)``: one browser tab on ``viewer_app`` and its server-side session."""
+def open_tab(chromium, app):
+    """``(context, page, session)``: a new browser tab on ``app`` and its server-side session."""
     from browser import VIEWPORT, wait_until
 
+    known = {id(s) for s in app.all_sessions()}
     context = chromium.new_context(viewport=VIEWPORT)
     page = context.new_page()
     page.errors = []  # uncaught exceptions in the viewer's JavaScript, for failure messages
     page.on("pageerror", lambda exc: page.errors.append(str(exc)))
-    page.goto(viewer_app.url)
-    session = viewer_app.wait_for_session(timeout=60)
-    wait_until(lambda: viewer_app.resources.prior is not None, timeout=60, what="the prior to load")
-    page.get_by_role("tab", name="Generate").wait_for(timeout=60_000)
+    page.goto(app.url)
+    session = wait_until(lambda: next((s for s in app.all_sessions() if id(s) not in known), None), timeout=60,
+                         what="the tab's session")
+    wait_until(lambda: app.resources.prior is not None, timeout=60, what="the prior to load")
+    page.get_by_role("button", name="Frame view").wait_for(timeout=60_000)
+    wait_until(lambda: "framed" in session.timings, timeout=60, what="the first framing of the camera")
+    return context, page, session
+
+
+@pytest.fixture
+def viewer_tab(chromium, viewer_app):
+    """``(page, session)``: a fresh browser tab on ``viewer_app`` (its own session: tests do not
+    depend on each other's state) and its server-side session."""
+    context, page, session = open_tab(chromium, viewer_app)
     yield page, session
     context.close()

@@ -58,7 +58,7 @@ def test_a_body_sends_only_the_bones_that_changed(rig):
         posed = rig.pose(pose)
         assert body.set_pose(posed) == 2  # the elbow turns, the wrist turns and moves
         assert split.set_pose(posed) > 0 and split.set_pose(posed) == 0
-        mesh = body._meshes[0][1]
+        mesh = body.meshes[0]
         assert np.allclose(mesh.bones[20].position, posed.positions[0, 20])
         assert np.allclose(mesh.bones[18].wxyz, posed.wxyz[0, 18])
     finally:
@@ -181,3 +181,21 @@ def test_worker_cancels_the_older_job_of_the_same_kind():
     worker.stop()
     assert results[:2] == ["cancelled", "new"]
     assert results[2].startswith("broken failed: ZeroDivisionError") and results[3] == "x.npz: bad"
+
+
+def test_panels_follow_the_contract():
+    """Every panel is a Panel with its own name and label; only the session holds the panels:
+    no module reads another panel's attributes by name."""
+    from pathlib import Path
+
+    import viewer
+    from viewer.panels import PANELS, Panel
+
+    names, labels = [cls.name for cls in PANELS], [cls.label for cls in PANELS]
+    assert len(set(names)) == len(names) and len(set(labels)) == len(labels)
+    assert all(issubclass(cls, Panel) and cls.name != Panel.name for cls in PANELS)
+    assert {cls.stage for cls in PANELS} - {None} == {"pose", "samples", "motion"}
+    assert [cls for cls in PANELS if "motion" in cls.file_kinds] == [PANELS[names.index("motion")]]
+    for path in Path(viewer.__file__).parent.rglob("*.py"):
+        if path.name != "session.py":
+            assert "panels[" not in path.read_text(), f"{path} reaches into a panel by name"

@@ -113,7 +113,7 @@ class ViewerApp:
         if self.resources.prior is None and not self.loading_prior:
             session.notify("No prior loaded", self.no_prior_message(), error=True)
         if self.clip is not None:
-            session.panels["motion"].load_file(self.clip)
+            session.open_file("motion", self.clip)
 
     def _on_disconnect(self, client: viser.ClientHandle) -> None:
         with self._sessions_lock:

@@ -15,6 +15,7 @@ import viser
 
 from .bones import BONE_TOL, queue_write, write_bones
 from .rig import NUM_BONES, BodyRig, RigPose, SkinPiece
+from .widgets import SkeletonOverlay
 
 Color = tuple[int, int, int]
 
@@ -62,12 +63,13 @@ class BodyHandle:
         self._color = color
         self._opacity = opacity
         self._colors: dict[int, Color] = {}
+        self._joint_opacity: dict[int, float] = {}
         self._root = scene.add_frame(name, show_axes=False, position=position, wxyz=wxyz, visible=visible)
         self._meshes: list[tuple[SkinPiece, viser.MeshSkinnedHandle]] = []
         self._stale: dict[str, viser.MeshSkinnedHandle] = {}  # hidden meshes of an earlier body model
         self.set_rig(rig)
-        self._skeleton: viser.LineSegmentsHandle | None = None
-        self._joints: viser.PointCloudHandle | None = None
+        self._overlay: SkeletonOverlay | None = None
+        self._overlay_parts = (False, False)  # (bones, joints) shown
         self.pose: RigPose | None = None
 
     def set_rig(self, rig: BodyRig) -> None:
@@ -96,7 +98,7 @@ class BodyHandle:
                 bone_positions=rig.rest_joints[piece.bones],
                 skin_weights=piece.skin_weights,
                 color=self._colors.get(piece.label, self._color) if piece.label is not None else self._color,
-                opacity=self._opacity,
+                opacity=self._piece_opacity(piece),
                 flat_shading=False,
                 cast_shadow=False,  # shadow maps cost most of a software-rendered frame
                 receive_shadow=False,
@@ -129,8 +131,8 @@ class BodyHandle:
             if changed:
                 sent += changed
                 queue_write(functools.partial(write_bones, mesh, q[b], p[b], turned[b], moved[b]))
-        if self._skeleton is not None or self._joints is not None:
-            self._update_overlays()
+        if self._overlay is not None:
+            self._overlay.update(pose.positions[0])
         return sent
 
     @property
@@ -184,36 +186,48 @@ class BodyHandle:
 
     def set_opacity(self, opacity: float | None) -> None:
         self._opacity = opacity
-        for _, mesh in self._meshes:
-            mesh.opacity = opacity
+        self._apply_opacity()
+
+    def set_joint_opacity(self, opacity: dict[int, float]) -> None:
+        """See-through submeshes of the given SMPL-X joints (split bodies); the others take the
+        body's opacity."""
+        self._joint_opacity = dict(opacity)
+        self._apply_opacity()
+
+    def _piece_opacity(self, piece: SkinPiece) -> float | None:
+        return self._joint_opacity.get(piece.label, self._opacity) if piece.label is not None else self._opacity
+
+    def _apply_opacity(self) -> None:
+        for piece, mesh in self._meshes:
+            want = self._piece_opacity(piece)
+            if mesh.opacity != want:
+                mesh.opacity = want
+
+    def joint_opacity(self, joint: int) -> float | None:
+        """The opacity joint ``joint``'s submesh is drawn with (None: opaque)."""
+        for piece, mesh in self._meshes:
+            if piece.label == joint or piece.label is None:
+                return mesh.opacity
+        return self._opacity
 
     def show_skeleton(self, skeleton: bool, joints: bool) -> None:
         """Show or hide the bones as lines and the joints as points (drawn over the mesh)."""
-        if skeleton and self._skeleton is None:
-            self._skeleton = self._scene.add_line_segments(
-                f"{self.name}/skeleton", np.zeros((NUM_BONES - 1, 2, 3), np.float32), SKELETON_COLOR, thickness=0.012
+        want = (skeleton, joints)
+        if want != self._overlay_parts:
+            if self._overlay is not None:
+                self._overlay.remove()
+            self._overlay = None if not any(want) else SkeletonOverlay(
+                self._scene, f"{self.name}/skeleton", self.rig.parents[:NUM_BONES],
+                line_color=SKELETON_COLOR if skeleton else None, point_color=SELECT_COLOR if joints else None,
             )
-        elif not skeleton and self._skeleton is not None:
-            self._skeleton.remove()
-            self._skeleton = None
-        if joints and self._joints is None:
-            self._joints = self._scene.add_point_cloud(
-                f"{self.name}/joints", np.zeros((NUM_BONES, 3), np.float32), SELECT_COLOR, point_size=0.035,
-                point_shape="circle",
-            )
-        elif not joints and self._joints is not None:
-            self._joints.remove()
-            self._joints = None
-        if self.pose is not None:
-            self._update_overlays()
+            self._overlay_parts = want
+        if self.pose is not None and self._overlay is not None:
+            self._overlay.update(self.pose.positions[0])
 
-    def _update_overlays(self) -> None:
-        joints = self.pose.positions[0].astype(np.float32)
-        if self._skeleton is not None:
-            parents = np.asarray(self.rig.parents[1:NUM_BONES])
-            self._skeleton.points = np.stack([joints[parents], joints[1:]], 1)
-        if self._joints is not None:
-            self._joints.points = joints
+    @property
+    def joint_labels(self) -> set[int]:
+        """The SMPL-X joints that own a submesh (a split body; a joint may own no faces)."""
+        return {piece.label for piece, _ in self._meshes if piece.label is not None}
 
     @property
     def meshes(self) -> list[viser.MeshSkinnedHandle]:

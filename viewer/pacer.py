@@ -32,7 +32,6 @@ class Pacer:
         self._stopped = False
         self.frames = 0
         self.frame_cpu_s = 0.0  # this thread's CPU time in frames (computing and sending), all told
-        self.applied: dict[str, int] = {}
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
@@ -82,11 +81,10 @@ class Pacer:
                     self._wake.clear()
             cpu0 = time.thread_time()
             with collect_writes() as writes:
-                for key, tick in ticks:
+                for _key, tick in ticks:
                     _run(tick, min(dt, 0.25))
-                for key, draw in pending.items():
+                for draw in pending.values():
                     _run(draw)
-                    self.applied[key] = self.applied.get(key, 0) + 1
             if writes:
                 with self._frame():
                     for write in writes:

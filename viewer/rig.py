@@ -154,7 +154,3 @@ class BodyRig:
         if transl is not None:
             positions = positions + np.asarray(transl, np.float64).reshape(n, 1, 3)
         return RigPose(matrix_to_wxyz_np(rotations), positions, rotations)
-
-    def joints(self, pose: RigPose) -> np.ndarray:
-        """``(N, 22, 3)`` joint positions of a posed rig (the bone positions)."""
-        return pose.positions

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -20,24 +21,25 @@ from prior.progress import Progress
 from .body_handle import MASK_COLOR, BodyHandle
 from .history import History
 from .pacer import Pacer
+from .panels.base import Panel, ShownBody
 from .rig import BodyRig
 from .worker import Job, JobContext
 
 if TYPE_CHECKING:
     from .app import ViewerApp
 
-STAGES = ("pose", "samples", "motion")
-SPACING_M = 0.95  # distance between bodies shown side by side
+ACTIVE_MARK = "▸ "  # marks the open panel in the panel bar
 PANEL_FRACTION = 0.25  # of the canvas width, covered by the control panel on the right
 
 
 class ClientSession:
     """A connected tab. ``pose: (63,)`` is the pose being edited; ``mask`` the body-pose joints
-    (0..20) to complete; ``timings`` holds ``time.perf_counter()`` stamps of user-visible events
-    (for tests and benchmarks)."""
+    (0..20) to complete; ``active_panel`` the panel whose controls are open and ``stage`` the scene
+    group on screen (the active panel's, or the last one shown when the active panel has none);
+    ``timings`` holds ``time.perf_counter()`` stamps of user-visible events (tests, benchmarks)."""
 
     def __init__(self, app: ViewerApp, client: viser.ClientHandle) -> None:
-        from .panels import build_panels  # panels import this module
+        from .panels import PANELS  # panels import this module
 
         self.app = app
         self.client = client
@@ -47,12 +49,20 @@ class ClientSession:
         self.pose = np.zeros(63, np.float32)
         self.history = History(self.pose)
         self.mask: set[int] = set()
-        self.stage = "pose"
+        self.stage = ""
+        self.stage_panel: Panel | None = None  # the panel whose stage is on screen
+        self.active_panel: Panel | None = None
+        self.framed: set[str] = set()  # stages the camera has been framed on (once each)
+        self._camera_known = False
+        self._framed_view: tuple[np.ndarray, np.ndarray] | None = None  # the last view the app set
+        self._unacknowledged = 0  # re-sends left for the first framing (see _on_camera)
+        self._views: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # stage -> (position, look_at) left there
         self.timings: dict[str, float] = {}
         self.notifications: list[tuple[str, str]] = []
         self.show_skeleton = False
         self.show_joints = False
         self._pose_listeners: list[Callable[[], None]] = []
+        self._mask_listeners: list[Callable[[], None]] = []
 
         self.scene.set_up_direction("+y")
         # No shadow maps: viser's cascaded shadow light costs most of a software-rendered frame,
@@ -62,13 +72,25 @@ class ClientSession:
             "/ground", width=20.0, height=20.0, plane="xz", cell_size=0.25, section_size=1.0,
             cell_color=(215, 215, 215), section_color=(165, 165, 165), shadow_opacity=0.0,
         )
-        self.groups = {stage: self.scene.add_frame(f"/{stage}", show_axes=False) for stage in STAGES}
+        self.groups: dict[str, viser.FrameHandle] = {}
+        for cls in PANELS:
+            if cls.stage is not None and cls.stage not in self.groups:
+                self.groups[cls.stage] = self.scene.add_frame(f"/{cls.stage}", show_axes=False, visible=False)
         self.main: BodyHandle = self._add_main()
         self.status = self.gui.add_markdown("", order=0)
-        self.panels = build_panels(self)
+        self.bar = self.gui.add_button_group("Panel", [cls.label for cls in PANELS], order=1)
+        self.frame_button = self.gui.add_button("Frame view", icon=viser.Icon.FOCUS_CENTERED, order=2,
+                                                hint="Point the camera at what is shown")
+        self.panels: dict[str, Panel] = {}
+        for k, cls in enumerate(PANELS):
+            folder = self.gui.add_folder(cls.label, order=10 + k, visible=False)
+            self.panels[cls.name] = cls(self, folder)  # a panel adds its controls inside ``folder``
+        self.bar.on_click(lambda event: self.activate(self._panel_by_label(event.target.value)))
+        self.frame_button.on_click(lambda _: self.frame_camera())
+        client.camera.on_update(self._on_camera)
         self.refresh_status()
         self.apply_pose()
-        self.show_stage("pose")
+        self.activate("complete")
 
     # -- resources -----------------------------------------------------------------------------
     @property
@@ -82,38 +104,102 @@ class ClientSession:
 
     def _add_main(self) -> BodyHandle:
         return BodyHandle(
-            self.scene, "/pose/main", self.rig, split=True, position=(0.0, self.ground_y, 0.0), on_click=self.on_joint_click
+            self.scene, "/pose/main", self.rig, split=True, position=(0.0, self.ground_y, 0.0),
+            on_click=self.on_joint_click,
         )
 
     def rebuild_bodies(self) -> None:
         """Redraw every body with a new body model (new mesh, new bones), keeping the state.
 
         Bodies are re-drawn in place (:meth:`BodyHandle.set_rig`), never removed."""
-        stage = self.stage  # a panel's redraw may show its own stage (motion reloads its clip)
         self.main.set_rig(self.rig)
         for panel in self.panels.values():
             panel.rebuild()
         self.apply_pose()
-        self.show_stage(stage)
+        self.apply_mask_colors()
 
-    # -- stage and camera ----------------------------------------------------------------------
-    def show_stage(self, stage: str, *, frame: bool = True) -> None:
-        """Show one group of bodies (``pose``, ``samples`` or ``motion``) and frame the camera on it."""
+    # -- panels, stages and the camera ---------------------------------------------------------
+    def _panel_by_label(self, label: str) -> str:
+        label = label.removeprefix(ACTIVE_MARK)
+        return next(name for name, panel in self.panels.items() if panel.label == label)
+
+    def activate(self, name: str) -> None:
+        """Open panel ``name``: its controls, and its stage in the scene (framed the first time)."""
+        panel = self.panels[name]
+        previous = self.active_panel
+        if previous is panel:
+            return
+        self.active_panel = panel
+        if previous is not None:
+            previous.container.visible = False
+        panel.container.visible = True
+        self.bar.options = tuple((ACTIVE_MARK if p is panel else "") + p.label for p in self.panels.values())
+        if panel.stage is not None:  # a panel without a stage (Export, Model) leaves the scene as it is
+            shown_before, self.stage_panel = self.stage_panel, panel
+            if shown_before is not None and shown_before is not panel:
+                shown_before.on_hide()
+            self.show_stage(panel.stage)
+        panel.on_show()
+        self.mark(f"panel_{name}")
+
+    def show_stage(self, stage: str) -> None:
+        """Show one stage's group of bodies, hiding the others. The camera is framed on a stage
+        the first time it shows something; coming back to a stage brings back the view the user
+        left it with; otherwise the camera stays where the user put it."""
+        if stage == self.stage:
+            return
+        cam = self.client.camera
+        if self.stage in self.framed and self._camera_known:
+            self._views[self.stage] = (np.asarray(cam.position), np.asarray(cam.look_at))
         self.stage = stage
         for name, group in self.groups.items():
-            group.visible = name == stage
-        if frame:
-            self.frame_camera()
+            if group.visible != (name == stage):
+                group.visible = name == stage
+        view = self._views.get(stage)
+        if view is not None:
+            self._set_camera(*view)
+        else:
+            self.frame_once()
+
+    def frame_once(self, what: str | None = None) -> None:
+        """Frame the camera on the current stage if ``what`` (default: the stage) has never been
+        framed with something in it: panels call this when they first draw into their stage, or
+        first show something new in it (Inspect's x_t and x0_hat)."""
+        what = what or self.stage
+        if what in self.framed or not self._camera_known:
+            return
+        if self.stage_panel is None or self.stage_panel.extent() is None:
+            return  # nothing to frame yet
+        self.framed.add(what)
+        self.frame_camera()
+
+    def _on_camera(self, camera: viser.CameraHandle) -> None:
+        # A new tab's camera is known once the browser reports it (its aspect ratio): frame then.
+        # The browser may still apply its start-up camera after that first framing; until it
+        # reports the framed view back, the framing is sent again (a few times at most).
+        if not self._camera_known:
+            self._camera_known = True
+            self.frame_once()
+            self._unacknowledged = 5
+            return
+        if self._unacknowledged and self._framed_view is not None:
+            position, look_at = self._framed_view
+            if np.allclose(camera.position, position, atol=1e-3) and np.allclose(camera.look_at, look_at, atol=1e-3):
+                self._unacknowledged = 0
+            else:
+                self._unacknowledged -= 1
+                self._set_camera(position, look_at)
 
     def stage_extent(self) -> tuple[np.ndarray, float]:
         """Centre (metres) and width of what the current stage shows."""
-        panel = {"pose": "inspect", "samples": "generate", "motion": "motion"}[self.stage]
-        lo, hi = self.panels[panel].x_range() if panel in self.panels else (0.0, 0.0)
+        extent = self.stage_panel.extent() if self.stage_panel is not None else None
+        lo, hi = extent if extent is not None else (0.0, 0.0)
         height = self.rig.height_m
         return np.array([(lo + hi) / 2, 0.5 * height, 0.0]), (hi - lo) + 1.9  # + one arm span
 
     def frame_camera(self) -> None:
         """Point the camera at the shown bodies from the front (+Z), all of them in view."""
+        self.framed.add(self.stage)
         center, width = self.stage_extent()
         height = self.rig.height_m * 1.15
         cam = self.client.camera
@@ -127,11 +213,27 @@ class ClientSession:
         dist = max(dist_v, dist_h, 1.5) * 1.1
         view_w = 2 * dist * math.tan(0.5 * fov) * aspect
         center = center + np.array([0.5 * PANEL_FRACTION * view_w, 0.0, 0.0])
+        self._set_camera(center + np.array([0.0, 0.25 * dist, dist]), center)
+        self.mark("framed")
+
+    def _set_camera(self, position: np.ndarray, look_at: np.ndarray) -> None:
+        cam = self.client.camera
+        self._framed_view = (np.asarray(position, np.float64), np.asarray(look_at, np.float64))
         with self.client.atomic():
             # Position first: viser's position setter moves look_at along with the camera.
             cam.up_direction = (0.0, 1.0, 0.0)
-            cam.position = center + np.array([0.0, 0.25 * dist, dist])
-            cam.look_at = center
+            cam.position = position
+            cam.look_at = look_at
+
+    def shown_bodies(self) -> list[ShownBody]:
+        """The bodies on screen now (the stage's panel's), for exports and ``.viser`` files."""
+        return [] if self.stage_panel is None else self.stage_panel.shown_bodies()
+
+    def open_file(self, kind: str, path: Path) -> None:
+        """Hand a file to the panel that takes ``kind`` files (``--clip``: ``"motion"``) and open it."""
+        panel = next(p for p in self.panels.values() if kind in p.file_kinds)
+        self.activate(panel.name)
+        panel.open_file(kind, path)
 
     # -- the edited pose -------------------------------------------------------------------------
     def set_pose(self, pose_body: np.ndarray, *, label: str | None = None) -> None:
@@ -158,20 +260,26 @@ class ClientSession:
     def redo(self) -> None:
         self.set_pose(self.history.redo())
 
-    # -- masking ---------------------------------------------------------------------------------
+    # -- masking and clicks ----------------------------------------------------------------------
     def on_joint_click(self, smplx_joint: int) -> None:
-        """A click on the main body's submesh of ``smplx_joint``: toggle the part it belongs to, or
-        select the joint for the rotation gizmo (the Edit tab's "Click on body")."""
-        edit = self.panels["edit"]
-        if edit.click_mode.value == "select joint":
-            edit.select(smplx_joint)
-        else:
-            self.panels["complete"].toggle_joint(smplx_joint)
+        """A click on the main body's submesh of ``smplx_joint``: the active panel decides what it
+        means (Complete masks the part, Edit selects the joint)."""
+        if self.active_panel is not None:
+            self.active_panel.on_joint_click(smplx_joint)
 
     def set_mask(self, joints: set[int]) -> None:
         """Mask body-pose joints (0..20) for completion and colour them on the main body."""
-        self.mask = set(joints)
+        joints = set(joints)
+        if joints == self.mask:
+            return
+        self.mask = joints
         self.pacer.post("mask", self.apply_mask_colors)
+        for listener in self._mask_listeners:
+            listener()
+
+    def on_mask_change(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` (on the caller's thread) after every change of the mask."""
+        self._mask_listeners.append(listener)
 
     def apply_mask_colors(self) -> None:
         self.main.set_joint_colors({j + 1: MASK_COLOR for j in self.mask})
@@ -184,19 +292,21 @@ class ClientSession:
         *,
         on_progress: Callable[[Progress], None] | None = None,
         on_done: Callable[[Any], None] | None = None,
+        on_error: Callable[[str], None] | None = None,
         needs_prior: bool = True,
     ) -> Job | None:
         """Run ``run`` on the prior worker; a newer job of the same kind from this tab cancels it.
 
-        Errors become notifications. Returns None (and notifies) when a prior is needed but none
+        Errors become notifications (or go to ``on_error``). Returns None (and notifies) when a prior is needed but none
         is loaded."""
         if needs_prior and self.app.resources.prior is None:
             self.notify("No prior loaded", self.app.no_prior_message(), error=True)
             return None
 
-        def on_error(message: str) -> None:
+        def notify_error(message: str) -> None:
             self.notify(f"{kind.capitalize()} failed", message, error=True)
 
+        on_error = on_error or notify_error
         return self.app.worker.submit(
             Job(kind, self, run, on_progress=on_progress, on_done=on_done, on_error=on_error)
         )
@@ -219,7 +329,10 @@ class ClientSession:
         """Rewrite the status line: device, checkpoint, body model, the running job."""
         res = self.app.resources
         job = self.app.worker.running
-        prior = res.prior_label if res.prior is not None else ("loading..." if self.app.loading_prior else "**none loaded**")
+        if res.prior is not None:
+            prior = res.prior_label
+        else:
+            prior = "loading..." if self.app.loading_prior else "**none loaded**"
         running = "idle" if job is None else job.describe()
         text = (
             f"**device** {res.device.type} &nbsp;·&nbsp; **prior** {prior}  \n"

@@ -42,7 +42,6 @@ class Job:
     on_error: Callable[[str], None] | None = None
     on_cancel: Callable[[], None] | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
-    submitted_at: float = field(default_factory=time.perf_counter)
     progress: Progress | None = None
 
     def describe(self) -> str:
@@ -84,15 +83,6 @@ class PriorWorker:
     @property
     def running(self) -> Job | None:
         return self._running
-
-    def busy(self, owner: Any = None, kind: str | None = None) -> bool:
-        """Whether a matching job is queued or running."""
-        with self._lock:
-            jobs = [*self._pending, *([self._running] if self._running else [])]
-        return any(
-            not j.cancel.is_set() and (owner is None or j.owner is owner) and (kind is None or j.kind == kind)
-            for j in jobs
-        )
 
     def wait_idle(self, timeout: float = 30.0) -> bool:
         """Block until nothing is queued or running (tests and benchmarks)."""

@@ -1,27 +1,100 @@
-"""What every panel shares: a tab of GUI controls and, optionally, bodies in the scene."""
+"""The panel contract: what a panel shows, what it exports and which files it takes.
+
+A panel is one file in this package (a :class:`Panel` subclass) plus one line in
+:data:`viewer.panels.PANELS`. The session talks to panels only through this contract: it never
+reads a panel's attributes by name, and panels reach each other only through the session (its
+current pose, mask and events).
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+import numpy as np
 
 if TYPE_CHECKING:
+    import viser
+
     from ..session import ClientSession
+
+Color = tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class ShownBody:
+    """A body on screen, as exports and ``.viser`` recordings need it.
+
+    ``pose_body: (63,)``, ``root_orient: (3,)`` and ``transl: (3,)`` (metres) are the body model's
+    parameters; ``position`` and ``wxyz`` place the body's frame in the scene (Y up)."""
+
+    name: str
+    pose_body: np.ndarray
+    root_orient: np.ndarray | None = None
+    transl: np.ndarray | None = None
+    position: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    wxyz: tuple[float, float, float, float] = (1.0, 0.0, 0.0, 0.0)
+    color: Color = (196, 160, 120)
+    opacity: float | None = None
 
 
 class Panel:
-    """A tab's controls and scene objects. ``rebuild`` re-creates bodies after a body-model
-    switch; ``x_range`` says which stretch of the X axis (metres) its bodies occupy."""
+    """One tab of the control panel.
 
-    name = "panel"
+    Class attributes:
+        name: the key the session knows the panel by.
+        label, icon: the panel's button in the panel bar.
+        stage: the scene group this panel shows while it is active (``"pose"``, ``"samples"``,
+            ``"motion"``, ...), or None for a panel that leaves the scene as it is (Export, Model).
+        file_kinds: kinds of files the app routes to this panel (``--clip`` is ``"motion"``).
 
-    def __init__(self, session: ClientSession) -> None:
+    Hooks, all called on the display thread or a GUI callback (never blocking on the model):
+        on_show / on_hide: the panel was opened / another panel with a stage was opened (a panel
+            without one, such as Export, leaves the scene and what is on it as it is).
+        on_joint_click: a click on the main body's submesh of an SMPL-X joint while active.
+        shown_bodies: the bodies this panel has on screen (for export and ``.viser``).
+        extent: the X range (metres) its bodies occupy, for framing the camera; None while it shows nothing.
+        rebuild: redraw bodies after a body-model switch.
+        open_file: load a file of one of ``file_kinds``.
+    """
+
+    name: ClassVar[str] = "panel"
+    label: ClassVar[str] = "Panel"
+    icon: ClassVar[str] = "settings"
+    stage: ClassVar[str | None] = None
+    file_kinds: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, session: ClientSession, container: viser.GuiFolderHandle) -> None:
         self.session = session
+        self.container = container
+
+    @property
+    def active(self) -> bool:
+        """Open, or (a panel with a stage) on screen: its stage stays while Export or Model is open."""
+        session = self.session
+        return session.active_panel is self or (self.stage is not None and session.stage_panel is self)
+
+    def on_show(self) -> None:
+        """Called when the panel becomes active (its stage is already shown)."""
+
+    def on_hide(self) -> None:
+        """Called when another panel becomes active."""
+
+    def on_joint_click(self, smplx_joint: int) -> None:
+        """A click on the main body's submesh of SMPL-X joint ``smplx_joint`` (0..21)."""
+
+    def shown_bodies(self) -> list[ShownBody]:
+        return []
+
+    def extent(self) -> tuple[float, float] | None:
+        return None
 
     def rebuild(self) -> None:
         """Drop bodies drawn with the old body model and redraw them with the new one."""
 
-    def x_range(self) -> tuple[float, float]:
-        return (0.0, 0.0)
+    def open_file(self, kind: str, path: Path) -> None:
+        raise NotImplementedError(f"{type(self).__name__} takes no {kind} files")
 
 
 def row_positions(count: int, spacing_m: float) -> list[float]:

@@ -13,7 +13,7 @@ from prior.progress import Progress
 
 from ..body_handle import BodyHandle, BodyPool
 from ..worker import JobContext
-from .base import Panel
+from .base import Panel, ShownBody
 
 if TYPE_CHECKING:
     from ..session import ClientSession
@@ -25,6 +25,7 @@ PICKED_COLOR = (40, 200, 140)
 GHOST_OPACITY = 0.3
 SOLVERS = {"DPS": "dps", "DPoser": "dposer", "ScoreSDE": "scoresde"}  # dropdown label -> complete() solver
 PICKED_OPACITY = 0.75
+MASKED_LIMB_OPACITY = 0.25  # the main body's masked limb while hypotheses are shown
 
 
 def part_of_joint(body_joint: int) -> str | None:
@@ -40,17 +41,22 @@ class CompletePanel(Panel):
     """
 
     name = "complete"
+    label = "Complete"
+    icon = "puzzle"
+    stage = "pose"
 
-    def __init__(self, session: ClientSession, tab: viser.GuiTabHandle) -> None:
-        super().__init__(session)
+    def __init__(self, session: ClientSession, container: viser.GuiFolderHandle) -> None:
+        super().__init__(session, container)
         gui = session.gui
         self.ghosts: list[BodyHandle] = []
         self._pool = BodyPool()
+        self._root = session.scene.add_frame("/pose/ghosts", show_axes=False)
         self.hypotheses: np.ndarray | None = None
         self.done = False
         self.picked = 0
         self.streamed_updates = 0
-        with tab:
+        self._input: tuple[np.ndarray, frozenset[int]] | None = None  # (pose, mask) the ghosts answer
+        with container:
             gui.add_markdown("Click a body part or tick it to mask it (orange); the prior completes the masked joints.")
             self.parts = {
                 part: gui.add_checkbox(part.replace("_", " "), initial_value=False,
@@ -77,6 +83,31 @@ class CompletePanel(Panel):
         self._show_solver_options()
         self.pick.on_update(lambda _: self._on_pick())
         self.adopt.on_click(lambda _: self.adopt_picked())
+        session.on_pose_change(self._drop_if_stale)
+        session.on_mask_change(self._drop_if_stale)
+
+    # -- panel -----------------------------------------------------------------------------------
+    def on_show(self) -> None:
+        self._root.visible = True
+        self.session.pacer.post("ghost-style", self._style_main)
+
+    def on_hide(self) -> None:
+        self._root.visible = False
+        self.session.pacer.post("ghost-style", self._style_main)
+
+    def on_joint_click(self, smplx_joint: int) -> None:
+        self.toggle_joint(smplx_joint)
+
+    def shown_bodies(self) -> list[ShownBody]:
+        y = (0.0, self.session.ground_y, 0.0)
+        out = [ShownBody("pose", self.session.pose.copy(), position=y)]
+        if self.ghosts and self.hypotheses is not None:
+            out += [ShownBody(f"hypothesis_{k}", p, position=y, color=GHOST_COLOR, opacity=GHOST_OPACITY)
+                    for k, p in enumerate(self.hypotheses)]
+        return out
+
+    def extent(self) -> tuple[float, float]:
+        return (0.0, 0.0)
 
     def _show_solver_options(self) -> None:
         self.sde_steps.visible = self.solver.value == "ScoreSDE"  # the other solvers' steps are fixed
@@ -115,10 +146,15 @@ class CompletePanel(Panel):
         solver = SOLVERS[self.solver.value]
         steps, seed = int(self.sde_steps.value), int(self.seed.value)
         labels = {j + 1 for j in session.mask}
+        self._input = request = (pose.copy(), frozenset(session.mask))
         self.done = False
         self.streamed_updates = 0
         self.pick.disabled = self.adopt.disabled = True
-        session.pacer.post("ghosts-setup", lambda: self._make_ghosts(hyps, labels))
+
+        def current() -> bool:  # results of a request that went stale are dropped
+            return self._input is request
+
+        session.pacer.post("ghosts-setup", lambda: current() and self._make_ghosts(hyps, labels))
 
         def run(ctx: JobContext) -> CompletionResult:
             return complete(
@@ -128,12 +164,14 @@ class CompletePanel(Panel):
 
         def on_progress(p: Progress) -> None:
             poses = p.pose_body.numpy()[0]
-            session.pacer.post("ghosts", lambda: self._draw(poses, streamed=True))
+            session.pacer.post("ghosts", lambda: current() and self._draw(poses, streamed=True))
 
         def on_done(result: CompletionResult) -> None:
             poses = result.pose_body.numpy()[0]
 
             def finish() -> None:
+                if not current():
+                    return
                 self._draw(poses)
                 self.done = True
                 self.pick.max = max(2, len(poses))
@@ -143,7 +181,6 @@ class CompletePanel(Panel):
 
             session.pacer.post("ghosts", finish)
 
-        session.show_stage("pose")
         session.submit("complete", run, on_progress=on_progress, on_done=on_done)
 
     def _make_ghosts(self, count: int, labels: set[int]) -> None:
@@ -156,6 +193,7 @@ class CompletePanel(Panel):
         self.picked = 0
         self.pick.value = 1
         self._style_ghosts()
+        self._style_main()
 
     def _draw(self, poses: np.ndarray, *, streamed: bool = False) -> None:
         """Pose the ghosts with ``poses: (H, 63)`` (display thread)."""
@@ -185,17 +223,40 @@ class CompletePanel(Panel):
         if self.hypotheses is None or not self.done:
             return
         pose = self.hypotheses[min(self.picked, len(self.hypotheses) - 1)]
-        self.session.set_pose(pose, label="completion")
-        self.session.pacer.post("ghosts-setup", self.clear_ghosts)
-        self.pick.disabled = self.adopt.disabled = True
+        self.session.set_pose(pose, label="completion")  # the ghosts are stale now: cleared
 
     def clear_ghosts(self) -> None:
         self._pool.hide()
         self.ghosts = []
+        self._style_main()
+
+    def _style_main(self) -> None:
+        """While hypotheses are shown, the masked limb of the main body is see-through, so a
+        hypothesis lying inside it stays visible (display thread)."""
+        showing = bool(self.ghosts) and self.active
+        labels = self._input[1] if showing and self._input is not None else frozenset()
+        self.session.main.set_joint_opacity({j + 1: MASKED_LIMB_OPACITY for j in labels})
+
+    def _drop_if_stale(self) -> None:
+        """Clear hypotheses that no longer answer the pose and mask on screen (after an edit, IK,
+        undo, rest pose or a mask change): they are results for another input."""
+        if self._input is None:
+            return
+        pose, mask = self._input
+        if frozenset(self.session.mask) == mask and np.array_equal(self.session.pose, pose):
+            return
+        self._input = None
+        self.session.cancel("complete")
+        self.hypotheses = None
+        self.done = False
+        self.pick.disabled = self.adopt.disabled = True
+        self.session.pacer.post("ghosts-setup", self.clear_ghosts)
+        self.session.mark("completion_cleared")
 
     def rebuild(self) -> None:
         self._pool.set_rig(self.session.rig)
         self.ghosts = []
         self.hypotheses = None
+        self._input = None
         self.done = False
-        self.session.pacer.post("mask", self.session.apply_mask_colors)
+        self.pick.disabled = self.adopt.disabled = True

@@ -5,27 +5,27 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
-import viser
-
 import torch
+import viser
 
 from prior.ik import IKResult, inverse_kinematics, keep_plausible
 from prior.parts import BODY_JOINT_NAMES, SMPLX_PARENTS
 from prior.plausibility import Plausibility, plausibility
 from prior.rotations import matrix_to_axis_angle, wxyz_to_matrix_np
 
-from .base import Panel
+from .base import Panel, ShownBody
 
 if TYPE_CHECKING:
     from ..session import ClientSession
 
-CLICK_MODES = ("mask part", "select joint")
 # End effectors with IK drag handles: SMPL-X joints of the wrists and ankles.
 EFFECTORS = {"left_wrist": 20, "right_wrist": 21, "left_ankle": 7, "right_ankle": 8}
 LABEL_COLORS = {"typical": "#2f9e44", "unusual": "#e8590c", "implausible": "#e03131"}
 
 
-def local_rotation(pose_body: np.ndarray, world_r: np.ndarray, smplx_joint: int, new_world_wxyz: np.ndarray) -> np.ndarray:
+def local_rotation(
+    pose_body: np.ndarray, world_r: np.ndarray, smplx_joint: int, new_world_wxyz: np.ndarray
+) -> np.ndarray:
     """``pose_body: (63,)`` with SMPL-X joint ``smplx_joint`` (1..21) rotated so that its world
     rotation becomes ``new_world_wxyz``; ``world_r: (22, 3, 3)`` the current world rotations."""
     parent_r = world_r[SMPLX_PARENTS[smplx_joint]]
@@ -39,16 +39,18 @@ class EditPanel(Panel):
     """A rotation gizmo sits on the selected joint (a child of the main body's root frame)."""
 
     name = "edit"
+    label = "Edit"
+    icon = "hand-finger"
+    stage = "pose"
 
-    def __init__(self, session: ClientSession, tab: viser.GuiTabHandle) -> None:
-        super().__init__(session)
+    def __init__(self, session: ClientSession, container: viser.GuiFolderHandle) -> None:
+        super().__init__(session, container)
         gui = session.gui
         self.gizmo: viser.TransformControlsHandle | None = None
         self.dragging = False
         self._drag_start_pose: np.ndarray | None = None
-        with tab:
-            self.click_mode = gui.add_dropdown("Click on body", CLICK_MODES, initial_value=CLICK_MODES[0],
-                                               hint="What a click on the body does: mask its part, or pick the joint to rotate")
+        with container:
+            gui.add_markdown("Click a joint on the body to rotate it; drag the handles for IK.")
             self.joint = gui.add_dropdown("Joint", BODY_JOINT_NAMES, initial_value="left_shoulder")
             self.rotate = gui.add_checkbox("Rotation gizmo", initial_value=False)
             self.ik = gui.add_checkbox("Drag hands and feet (IK)", initial_value=False,
@@ -70,6 +72,27 @@ class EditPanel(Panel):
         self.redo.on_click(lambda _: session.redo())
         self.reset.on_click(lambda _: session.set_pose(np.zeros(63, np.float32), label="rest pose"))
         session.on_pose_change(self._on_pose_change)
+
+    # -- panel -----------------------------------------------------------------------------------
+    def on_show(self) -> None:
+        self._sync_controls()
+        self.update_score()
+
+    def on_hide(self) -> None:
+        self._sync_controls()  # the gizmo and handles go: they act only while the pose is on screen
+
+    def _sync_controls(self) -> None:
+        self.session.pacer.post("gizmo", self._sync_gizmo)
+        self.session.pacer.post("handles", self._sync_handles)
+
+    def on_joint_click(self, smplx_joint: int) -> None:
+        self.select(smplx_joint)
+
+    def shown_bodies(self) -> list[ShownBody]:
+        return [ShownBody("pose", self.session.pose.copy(), position=(0.0, self.session.ground_y, 0.0))]
+
+    def extent(self) -> tuple[float, float]:
+        return (0.0, 0.0)
 
     @property
     def selected_joint(self) -> int:
@@ -94,7 +117,7 @@ class EditPanel(Panel):
     # -- plausibility ------------------------------------------------------------------------------
     def update_score(self) -> None:
         """Score the current pose with the prior (on the worker; the newest request wins)."""
-        if self.session.app.resources.prior is None:
+        if self.session.app.resources.prior is None or not self.active:
             return
         pose = self.session.pose.copy()
 
@@ -114,7 +137,7 @@ class EditPanel(Panel):
     def _sync_handles(self) -> None:
         """Show translation handles on the wrists and ankles (display thread)."""
         main = self.session.main
-        if not self.ik.value or main.pose is None:
+        if not (self.ik.value and self.active) or main.pose is None:
             for handle in self.handles.values():
                 handle.visible = False
             return
@@ -141,8 +164,10 @@ class EditPanel(Panel):
         session = self.session
         pose = session.pose.copy()
         main = session.main
-        held = {j: main.pose.positions[0, j] for j in EFFECTORS.values() if j not in targets} if main.pose is not None else {}
-        goal = {**{j: torch.as_tensor(p) for j, p in held.items()}, **{j: torch.as_tensor(p) for j, p in targets.items()}}
+        held = {} if main.pose is None else {
+            j: main.pose.positions[0, j] for j in EFFECTORS.values() if j not in targets
+        }
+        goal = {j: torch.as_tensor(p) for j, p in {**held, **targets}.items()}
 
         def run(ctx) -> IKResult:
             return inverse_kinematics(ctx.resources.prior, ctx.resources.body, torch.as_tensor(pose), goal,
@@ -161,7 +186,7 @@ class EditPanel(Panel):
     def _sync_gizmo(self) -> None:
         """Place the gizmo on the selected joint with the joint's world rotation (display thread)."""
         main = self.session.main
-        if not self.rotate.value or main.pose is None:
+        if not (self.rotate.value and self.active) or main.pose is None:
             if self.gizmo is not None:
                 self.gizmo.remove()
                 self.gizmo = None
@@ -205,6 +230,4 @@ class EditPanel(Panel):
         session.submit("refine", run, on_done=lambda refined: session.set_pose(refined, label="keep plausible"))
 
     def rebuild(self) -> None:
-        # The gizmo and handles live under the main body's root, which is redrawn in place.
-        self.session.pacer.post("gizmo", self._sync_gizmo)
-        self.session.pacer.post("handles", self._sync_handles)
+        self._sync_controls()  # they live under the main body's root, which is redrawn in place

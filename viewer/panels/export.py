@@ -1,124 +1,104 @@
-"""Export tab: the current pose(s) as an AMASS npz, the posed mesh as .obj/.ply, the scene as .viser."""
+"""Export tab: what is on screen, as an AMASS npz, a mesh (.obj/.ply) or a .viser scene."""
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
-import trimesh
 import viser
 
-from prior.data import Clip, clip_arrays, save_clip
 from prior.errors import InputError
 from prior.files import atomic_write
 
+from .. import exports
 from .base import Panel
 
 if TYPE_CHECKING:
     from ..session import ClientSession
 
-WHAT = ("current pose", "generated samples", "completion hypotheses")
-
-
-def poses_to_npz_bytes(pose_body: np.ndarray) -> bytes:
-    """``pose_body: (N, 63)`` as an AMASS SMPL-X stageii npz (N frames, zero root, 30 fps assumed)."""
-    buf = io.BytesIO()
-    np.savez(buf, **clip_arrays(poses_clip(pose_body)))
-    return buf.getvalue()
-
-
-def poses_clip(pose_body: np.ndarray) -> Clip:
-    pose_body = np.asarray(pose_body, np.float32).reshape(-1, 63)
-    return Clip(pose_body=pose_body, root_orient=np.zeros((len(pose_body), 3), np.float32))
-
-
-def posed_mesh(session: ClientSession, pose_body: np.ndarray) -> trimesh.Trimesh:
-    """The full-resolution posed mesh (the body model's own skinning, pose correctives included)."""
-    body = session.app.resources.body
-    with torch.inference_mode():
-        hands = body.hand_mean[None] if body.has_hands else None
-        verts = body.forward(torch.as_tensor(pose_body, dtype=torch.float32)[None], hand_pose=hands).vertices[0]
-    verts = verts.numpy() - np.array([0.0, session.rig.floor_y, 0.0])
-    return trimesh.Trimesh(verts, body.faces.numpy(), process=False)
+KINDS = {"poses": "poses.npz", "mesh": "pose.{fmt}", "scene": "scene.viser"}  # kind -> download name
+SUFFIXES = {".npz": "poses", ".obj": "mesh", ".ply": "mesh", ".viser": "scene"}
 
 
 class ExportPanel(Panel):
-    name = "export"
+    """Exports the bodies shown by the panel whose stage is on screen (its ``shown_bodies``): the
+    current pose (with Complete's hypotheses, or Inspect's x_t and x0_hat, when shown), the
+    generated samples, or the Motion tab's bodies at the current frame. The mesh is the first of
+    them (the pose, the first sample, the original clip)."""
 
-    def __init__(self, session: ClientSession, tab: viser.GuiTabHandle) -> None:
-        super().__init__(session)
+    name = "export"
+    label = "Export"
+    icon = "download"
+
+    def __init__(self, session: ClientSession, container: viser.GuiFolderHandle) -> None:
+        super().__init__(session, container)
         gui = session.gui
-        with tab:
-            self.what = gui.add_dropdown("Poses", WHAT, initial_value=WHAT[0])
-            self.pose_download = gui.add_button("Download poses (.npz)", icon=viser.Icon.DOWNLOAD)
+        with container:
+            self.what = gui.add_markdown("")
+            self.pose_download = gui.add_button("Download poses (.npz)", icon=viser.Icon.DOWNLOAD,
+                                                hint="Every body on screen, one frame each (AMASS SMPL-X layout)")
             self.mesh_format = gui.add_dropdown("Mesh format", ("obj", "ply"), initial_value="obj")
             self.mesh_download = gui.add_button("Download mesh", icon=viser.Icon.DOWNLOAD,
-                                                hint="The current pose's mesh, feet on y = 0, metres, Y up")
+                                                hint="The first body on screen as it stands there: metres, Y up")
             self.scene_download = gui.add_button("Download scene (.viser)", icon=viser.Icon.DOWNLOAD,
-                                                 hint="A recording of the shown bodies for viser's offline player")
+                                                 hint="The bodies on screen for viser's offline player")
             self.path = gui.add_text("Save to path", initial_value="poses.npz",
-                                     hint=".npz saves the poses; .obj / .ply the mesh")
+                                     hint=".npz saves the poses; .obj / .ply the mesh; .viser the scene")
             self.save = gui.add_button("Save", icon=viser.Icon.DEVICE_FLOPPY)
-        self.pose_download.on_click(lambda e: self._download(e.client, "poses"))
-        self.mesh_download.on_click(lambda e: self._download(e.client, "mesh"))
-        self.scene_download.on_click(lambda e: self._download(e.client, "scene"))
+        self.pose_download.on_click(lambda e: self.download(e.client, "poses"))
+        self.mesh_download.on_click(lambda e: self.download(e.client, "mesh"))
+        self.scene_download.on_click(lambda e: self.download(e.client, "scene"))
         self.save.on_click(lambda _: self.save_to_path(Path(self.path.value).expanduser()))
 
-    def selected_poses(self) -> np.ndarray | None:
-        """``(N, 63)`` the poses chosen in the dropdown, or None when there are none."""
-        panels = self.session.panels
-        if self.what.value == "generated samples":
-            traj = panels["generate"].trajectory
-            return None if traj is None else traj[-1]
-        if self.what.value == "completion hypotheses":
-            return panels["complete"].hypotheses
-        return self.session.pose[None]
+    def on_show(self) -> None:
+        shown = self.session.shown_bodies()
+        names = ", ".join(b.name for b in shown) or "nothing"
+        self.what.content = f"**On screen:** {names}"
 
-    def export_bytes(self, kind: str) -> tuple[str, bytes] | None:
-        """``(file name, content)`` of an export (``poses``, ``mesh`` or ``scene``)."""
+    def export_bytes(self, kind: str, *, mesh_format: str | None = None) -> bytes:
+        """The content of an export (``poses``, ``mesh`` or ``scene``) of the bodies on screen.
+        Runs the body model: call it on the worker. Raises ``InputError`` when nothing is shown."""
+        shown = self.session.shown_bodies()
+        if not shown:
+            raise InputError("there are no bodies on screen to export")
+        body = self.session.app.resources.body
         if kind == "poses":
-            poses = self.selected_poses()
-            if poses is None:
-                self.session.notify("Nothing to export", f"There are no {self.what.value} yet.")
-                return None
-            return "poses.npz", poses_to_npz_bytes(poses)
+            return exports.poses_npz(shown)
         if kind == "mesh":
-            fmt = str(self.mesh_format.value)
-            return f"pose.{fmt}", posed_mesh(self.session, self.session.pose).export(file_type=fmt)
-        from ..scene_export import scene_recording
+            return exports.mesh_file(body, shown[0], mesh_format or str(self.mesh_format.value))
+        return exports.scene_recording(body, shown)
 
-        return "scene.viser", scene_recording(self.session)
+    def download(self, client: viser.ClientHandle | None, kind: str) -> None:
+        """Build an export on the worker and send it to the browser tab that asked."""
+        if client is None:
+            return
+        fmt = str(self.mesh_format.value)
+        name = KINDS[kind].format(fmt=fmt)
 
-    def _download(self, client: viser.ClientHandle | None, kind: str) -> None:
-        out = self.export_bytes(kind)
-        if out is not None and client is not None:
-            client.send_file_download(*out, save_immediately=True)
+        def on_done(data: bytes) -> None:
+            client.send_file_download(name, data, save_immediately=True)
             self.session.mark(f"download_{kind}")
 
+        self.session.submit(f"export-{kind}", lambda ctx: self.export_bytes(kind, mesh_format=fmt), on_done=on_done,
+                            needs_prior=False)
+
     def save_to_path(self, path: Path) -> None:
-        """Save poses (.npz) or the mesh (.obj/.ply) to ``path``, atomically."""
-        try:
-            if path.suffix == ".npz":
-                poses = self.selected_poses()
-                if poses is None:
-                    raise InputError(f"there are no {self.what.value} to save", path)
-                save_clip(poses_clip(poses), path)
-            elif path.suffix in (".obj", ".ply"):
-                data = posed_mesh(self.session, self.session.pose).export(file_type=path.suffix[1:])
+        """Write an export to ``path`` on the worker, atomically; the suffix picks what."""
+        kind = SUFFIXES.get(path.suffix)
+        if kind is None:
+            self.session.notify("Cannot save", f"{path}: expected a .npz, .obj, .ply or .viser file name", error=True)
+            return
+        def run(ctx) -> Path:
+            data = self.export_bytes(kind, mesh_format=path.suffix[1:])
+            try:
                 with atomic_write(path) as f:
-                    f.write(data.encode() if isinstance(data, str) else data)
-            else:
-                raise InputError("expected a .npz, .obj or .ply file name", path)
-        except InputError as exc:
-            self.session.notify("Cannot save", str(exc), error=True)
-            return
-        except OSError as exc:
-            self.session.notify("Cannot save", f"{path}: {exc.strerror or exc}", error=True)
-            return
-        self.session.notify("Saved", str(path))
+                    f.write(data)
+            except OSError as exc:
+                raise InputError(f"cannot write: {exc.strerror or exc}", path) from None
+            return path
+
+        self.session.submit("export-save", run, on_done=lambda p: self.session.notify("Saved", str(p)),
+                            needs_prior=False)
 
 
-__all__ = ["ExportPanel", "poses_to_npz_bytes", "posed_mesh"]
+__all__ = ["ExportPanel"]

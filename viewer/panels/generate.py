@@ -12,14 +12,16 @@ from prior.progress import Progress
 from prior.sampling import GenerationResult, generate
 
 from ..body_handle import BodyHandle, BodyPool
+from ..widgets import PlayButton
 from ..worker import JobContext
-from .base import Panel, row_positions
+from .base import Panel, ShownBody, row_positions
 
 if TYPE_CHECKING:
     from ..session import ClientSession
 
 SAMPLE_COLOR = (150, 175, 205)
 PLAY_SECONDS = 4.0  # a whole trajectory replays in this long
+SPACING_M = 0.95  # distance between samples shown side by side
 
 
 class GeneratePanel(Panel):
@@ -30,9 +32,12 @@ class GeneratePanel(Panel):
     """
 
     name = "generate"
+    label = "Generate"
+    icon = "sparkles"
+    stage = "samples"
 
-    def __init__(self, session: ClientSession, tab: viser.GuiTabHandle) -> None:
-        super().__init__(session)
+    def __init__(self, session: ClientSession, container: viser.GuiFolderHandle) -> None:
+        super().__init__(session, container)
         gui = session.gui
         self.bodies: list[BodyHandle] = []
         self._pool = BodyPool()
@@ -46,10 +51,11 @@ class GeneratePanel(Panel):
         self._t_set = 0.0
         self._t_user: float | None = None
         self._t_recent: collections.deque[float] = collections.deque(maxlen=30)  # values the app set
-        with tab:
+        with container:
             self.num = gui.add_slider("Samples", min=1, max=16, step=1, initial_value=5)
             self.sampler = gui.add_dropdown("Sampler", ("SDE", "ODE"), initial_value="SDE",
-                                            hint="SDE: DPoser's Euler-Maruyama sampler; ODE: deterministic probability flow")
+                                            hint="SDE: DPoser's Euler-Maruyama sampler; "
+                                                 "ODE: deterministic probability flow")
             self.steps = gui.add_slider("Steps", min=10, max=1000, step=10, initial_value=500)
             self.seed = gui.add_number("Seed", initial_value=0, step=1, hint="Same seed, same samples")
             self.run = gui.add_button("Generate", icon=viser.Icon.SPARKLES)
@@ -58,9 +64,10 @@ class GeneratePanel(Panel):
             self.play = gui.add_button("Play trajectory", icon=viser.Icon.PLAYER_PLAY, disabled=True)
             self.pick = gui.add_slider("Sample to edit", min=1, max=5, step=1, initial_value=1, disabled=True)
             self.use = gui.add_button("Edit this sample", icon=viser.Icon.HAND_FINGER, disabled=True,
-                                      hint="Make the chosen sample the current pose (Complete, Edit, Inspect work on it)")
+                                      hint="Make the chosen sample the current pose and edit it")
         self.run.on_click(lambda _: self.start())
         self.timestep.on_update(self._on_scrub)
+        self.player = PlayButton(self.play, session.pacer, "generate-play")
         self.play.on_click(lambda _: self.toggle_play())
         self.use.on_click(lambda _: self.use_sample(int(self.pick.value) - 1))
 
@@ -106,9 +113,8 @@ class GeneratePanel(Panel):
             session.pacer.post("samples", finish)
 
         def setup() -> None:
-            reframe = len(self.bodies) != num or session.stage != "samples"
             self._ensure_bodies(num)
-            session.show_stage("samples", frame=reframe)
+            session.frame_once()
 
         session.pacer.post("samples-setup", setup)
         session.submit("generate", run, on_progress=on_progress, on_done=on_done)
@@ -120,7 +126,7 @@ class GeneratePanel(Panel):
         self.bodies = self._pool.take(
             "samples", num, lambda k: BodyHandle(self.session.scene, f"/samples/{k}", rig, color=SAMPLE_COLOR)
         )
-        for body, x in zip(self.bodies, row_positions(num, 0.95)):
+        for body, x in zip(self.bodies, row_positions(num, SPACING_M)):
             body.position = (x, y, 0.0)
 
     def _draw(self, poses: np.ndarray, t: float, *, streamed: bool = False) -> None:
@@ -163,28 +169,25 @@ class GeneratePanel(Panel):
         self.show_t(float(self.timestep.value))
 
     def toggle_play(self) -> None:
-        if self.session.pacer.animating("generate-play"):
+        if self.player.playing:
             self.stop_play()
             return
         if self.trajectory is None:
             return
         state = {"t": 1.0}
         self.played_t_max = 0.0
-        self.play.label, self.play.icon = "Pause", viser.Icon.PLAYER_PAUSE
 
-        def tick(dt: float) -> None:
+        def tick(dt: float) -> bool:
             state["t"] = max(0.0, state["t"] - dt / PLAY_SECONDS)
             i = int(np.abs(self.t - state["t"]).argmin())
             self._draw(self.trajectory[i], float(self.t[i]))
             self.played_t_max = max(self.played_t_max, float(self.t[i]))
-            if state["t"] <= 0.0:
-                self.stop_play()
+            return state["t"] > 0.0
 
-        self.session.pacer.animate("generate-play", tick)
+        self.player.start(tick)
 
     def stop_play(self) -> None:
-        self.session.pacer.animate("generate-play", None)
-        self.play.label, self.play.icon = "Play trajectory", viser.Icon.PLAYER_PLAY
+        self.player.stop()
 
     def use_sample(self, k: int) -> None:
         """Make sample ``k`` (of the final samples) the current pose and switch to it."""
@@ -192,7 +195,7 @@ class GeneratePanel(Panel):
             return
         k = min(max(k, 0), self.trajectory.shape[1] - 1)
         self.session.set_pose(self.trajectory[-1, k], label=f"generated sample {k + 1}")
-        self.session.show_stage("pose")
+        self.session.activate("edit")
 
     # -- panel ---------------------------------------------------------------------------------
     def rebuild(self) -> None:
@@ -202,6 +205,14 @@ class GeneratePanel(Panel):
             poses, t = self.poses, self.t_shown
             self.session.pacer.post("samples", lambda: self._draw(poses, t))
 
-    def x_range(self) -> tuple[float, float]:
-        xs = row_positions(max(len(self.bodies), 1), 0.95)
+    def extent(self) -> tuple[float, float] | None:
+        if not self.bodies:
+            return None
+        xs = row_positions(len(self.bodies), SPACING_M)
         return (xs[0], xs[-1])
+
+    def shown_bodies(self) -> list[ShownBody]:
+        if self.poses is None or len(self.poses) != len(self.bodies):
+            return []
+        return [ShownBody(f"sample_{k}", pose.copy(), position=tuple(body.position), color=SAMPLE_COLOR)
+                for k, (pose, body) in enumerate(zip(self.poses, self.bodies))]

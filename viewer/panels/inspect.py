@@ -10,7 +10,7 @@ import viser
 
 from ..body_handle import BodyHandle
 from ..worker import JobContext
-from .base import Panel
+from .base import Panel, ShownBody
 
 if TYPE_CHECKING:
     from ..session import ClientSession
@@ -38,15 +38,19 @@ class InspectPanel(Panel):
     """State: ``t``; ``x_t`` and ``x0_hat`` ``(63,)`` once computed for the current pose."""
 
     name = "inspect"
+    label = "Inspect"
+    icon = "microscope"
+    stage = "pose"
 
-    def __init__(self, session: ClientSession, tab: viser.GuiTabHandle) -> None:
-        super().__init__(session)
+    def __init__(self, session: ClientSession, container: viser.GuiFolderHandle) -> None:
+        super().__init__(session, container)
         gui = session.gui
         self.bodies: dict[str, BodyHandle] = {}
         self.labels: dict[str, viser.LabelHandle] = {}
         self.x_t: np.ndarray | None = None
         self.x0_hat: np.ndarray | None = None
-        with tab:
+        self._root = session.scene.add_frame("/pose/inspect", show_axes=False, visible=False)
+        with container:
             gui.add_markdown("Noise the current pose to time *t* and see the prior's one-step estimate "
                              "x̂₀ = (x_t + σ² s(x_t, t)) / α beside it.")
             self.enabled = gui.add_checkbox("Show x_t and x̂₀", initial_value=False)
@@ -57,13 +61,29 @@ class InspectPanel(Panel):
         self.seed.on_update(lambda _: self.update())
         session.on_pose_change(self._on_pose_change)
 
+    # -- panel -----------------------------------------------------------------------------------
+    def on_show(self) -> None:
+        self._toggle()
+
+    def on_hide(self) -> None:
+        self._root.visible = False
+
+    def shown_bodies(self) -> list[ShownBody]:
+        y = self.session.ground_y
+        out = [ShownBody("pose", self.session.pose.copy(), position=(0.0, y, 0.0))]
+        if self._root.visible and self.x_t is not None and self.x0_hat is not None:
+            for key, pose, color in (("x_t", self.x_t, XT_COLOR), ("x0_hat", self.x0_hat, X0_COLOR)):
+                out.append(ShownBody(key, pose, position=tuple(self.bodies[key].position), color=color))
+        return out
+
+    def extent(self) -> tuple[float, float]:
+        return (0.0, 2 * OFFSET_M) if self._root.visible else (0.0, 0.0)
+
     def _toggle(self) -> None:
         if self.enabled.value:
-            self.session.show_stage("pose", frame=False)
             self.update()
         else:
-            self.session.pacer.post("inspect", self._remove)
-        self.session.pacer.post("inspect-frame", self.session.frame_camera)
+            self._root.visible = False
 
     def _on_pose_change(self) -> None:
         if self.enabled.value:
@@ -71,7 +91,7 @@ class InspectPanel(Panel):
 
     def update(self) -> None:
         """Recompute x_t and x0_hat for the current pose on the worker and redraw them."""
-        if not self.enabled.value:
+        if not (self.enabled.value and self.active):
             return
         pose, t, seed = self.session.pose.copy(), float(self.t.value), int(self.seed.value)
 
@@ -84,30 +104,22 @@ class InspectPanel(Panel):
         self.session.submit("inspect", run, on_done=on_done)
 
     def _draw(self, x_t: np.ndarray, x0_hat: np.ndarray, t: float) -> None:
-        if not self.enabled.value:
+        if not (self.enabled.value and self.active):
             return
         session = self.session
-        if self.bodies and not self.bodies["x_t"].visible:
-            for handle in [*self.bodies.values(), *self.labels.values()]:
-                handle.visible = True
-            session.frame_camera()
         if not self.bodies:
             for key, color in (("x_t", XT_COLOR), ("x0_hat", X0_COLOR)):
                 self.bodies[key] = BodyHandle(session.scene, f"/pose/inspect/{key}", session.rig, color=color)
                 self.labels[key] = session.scene.add_label(f"/pose/inspect/label_{key}", "", anchor="bottom-center")
             self._place()
-            session.frame_camera()
+        self._root.visible = True
+        session.frame_once("inspect")  # the first time x_t and x0_hat appear beside the pose
         self.x_t, self.x0_hat = x_t, x0_hat
         poses = session.rig.pose(np.stack([x_t, x0_hat]))
         self.bodies["x_t"].set_pose(poses.row(0))
         self.bodies["x0_hat"].set_pose(poses.row(1))
         self.labels["x_t"].text = f"x_t  (t = {t:.3f})"
         self.labels["x0_hat"].text = "x̂₀ (one-step estimate)"
-
-    def _remove(self) -> None:
-        # Hidden, not removed: see BodyHandle.set_rig.
-        for handle in [*self.bodies.values(), *self.labels.values()]:
-            handle.visible = False
 
     def _place(self) -> None:
         """Stand the bodies side by side on the ground, each label above its body's head."""
@@ -123,6 +135,3 @@ class InspectPanel(Panel):
         self._place()
         if self.enabled.value:
             self.update()
-
-    def x_range(self) -> tuple[float, float]:
-        return (0.0, 2 * OFFSET_M) if self.enabled.value else (0.0, 0.0)

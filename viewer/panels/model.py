@@ -20,14 +20,17 @@ class ModelPanel(Panel):
     """The prior and body are shared by every tab: switching here switches them for all."""
 
     name = "model"
+    label = "Model"
+    icon = "settings"
 
-    def __init__(self, session: ClientSession, tab: viser.GuiTabHandle) -> None:
-        super().__init__(session)
+    def __init__(self, session: ClientSession, container: viser.GuiFolderHandle) -> None:
+        super().__init__(session, container)
         gui = session.gui
-        with tab:
+        with container:
             with gui.add_folder("Prior checkpoint"):
                 self.ckpt_path = gui.add_text("Path", initial_value="",
-                                              hint="DPoser .pth, DPoser-X .ckpt or dposer-view .safetensors; empty = shipped default")
+                                              hint="DPoser .pth, DPoser-X .ckpt or dposer-view .safetensors; "
+                                                   "empty = the shipped default")
                 self.ckpt_load = gui.add_button("Load checkpoint", icon=viser.Icon.FOLDER_OPEN)
                 self.ckpt_upload = gui.add_upload_button("Upload checkpoint", icon=viser.Icon.UPLOAD)
             with gui.add_folder("Body model"):
@@ -38,7 +41,6 @@ class ModelPanel(Panel):
             with gui.add_folder("Display"):
                 self.skeleton = gui.add_checkbox("Skeleton", initial_value=False)
                 self.joints = gui.add_checkbox("Joints", initial_value=False)
-                self.frame = gui.add_button("Frame camera")
         app = session.app
         self.ckpt_load.on_click(lambda _: app.switch_prior(self.ckpt_path.value.strip() or None, requester=session))
         self.body_load.on_click(lambda _: app.switch_body(self.body_path.value.strip() or None, requester=session))
@@ -46,7 +48,6 @@ class ModelPanel(Panel):
         self.body_upload.on_upload(lambda _: self._upload(self.body_upload, MAX_BODY_MODEL_BYTES, app.switch_body))
         self.skeleton.on_update(lambda _: self._display())
         self.joints.on_update(lambda _: self._display())
-        self.frame.on_click(lambda _: session.frame_camera())
 
     def _upload(self, button: viser.GuiUploadButtonHandle, max_bytes: int, switch) -> None:
         upload = button.value

@@ -16,22 +16,17 @@ import viser.uplot as uplot
 from prior.data import Clip, JointTrack, clip_arrays, load_motion, save_clip
 from prior.errors import InputError
 from prior.files import asset_path
-from prior.metrics import mpjpe_mm
-from prior.motion import (
-    DenoiseOptions,
-    DenoiseResult,
-    add_joint_noise,
-    denoise_motion,
-    root_from_joints,
-)
+from prior.motion import root_from_joints
+from prior.motion_fit import MotionFit, Observations, fit_motion, observe_motion
 from prior.progress import Progress
 from prior.rotations import axis_angle_to_matrix, matrix_to_wxyz_np
 
 from ..body_handle import BodyHandle
 from ..rig import NUM_BONES, RigPose
 from ..uploads import MAX_CLIP_BYTES, upload_error, uploaded_to_file
+from ..widgets import PlayButton, SkeletonOverlay
 from ..worker import JobContext
-from .base import Panel
+from .base import Panel, ShownBody
 
 if TYPE_CHECKING:
     from ..session import ClientSession
@@ -63,13 +58,20 @@ class MotionPanel(Panel):
     """
 
     name = "motion"
+    label = "Motion"
+    icon = "movie"
+    stage = "motion"
+    file_kinds = ("motion",)
 
-    def __init__(self, session: ClientSession, tab: viser.GuiTabHandle) -> None:
-        super().__init__(session)
+    def __init__(self, session: ClientSession, container: viser.GuiFolderHandle) -> None:
+        super().__init__(session, container)
         gui = session.gui
         self.clip: Clip | None = None
         self.track: JointTrack | None = None
         self.fitted_root: tuple[np.ndarray, np.ndarray | None] | None = None  # (root_orient, trans) of a track's fit
+        self.motion: Clip | JointTrack | None = None  # what was loaded
+        self.observations: Observations | None = None  # what Denoise fits (noisy or observed joints)
+        self.fit: MotionFit | None = None  # the last finished fit
         self.gt_joints: np.ndarray | None = None
         self.noisy_joints: np.ndarray | None = None
         self.denoised: np.ndarray | None = None
@@ -78,11 +80,11 @@ class MotionPanel(Panel):
         self.bodies: dict[str, BodyHandle] = {}  # shown now
         self._made: dict[str, BodyHandle] = {}  # made so far (hidden when not shown)
         self._poses: dict[str, RigPose] = {}
-        self._noisy_nodes: list = []
+        self._noisy: tuple[viser.FrameHandle, SkeletonOverlay] | None = None  # the noisy joints' frame
         self._turn = np.eye(3)
         self._offset = np.zeros(3)
         self._play_pos = 0.0
-        with tab:
+        with container:
             with gui.add_folder("Clip"):
                 self.example = gui.add_button("Load example clip", icon=viser.Icon.MOVIE,
                                               hint="A real AMASS gesture fragment (from DPoser's demo data, MIT)")
@@ -118,6 +120,7 @@ class MotionPanel(Panel):
         self.load.on_click(lambda _: self.load_file(Path(self.path.value).expanduser()))
         self.upload.on_upload(self._on_upload)
         self.timeline.on_update(self._on_timeline)
+        self.player = PlayButton(self.play, session.pacer, "motion-play")
         self.play.on_click(lambda _: self.toggle_play())
         self.layout.on_update(lambda _: session.pacer.post("motion-layout", self._place))
         self.add_noise.on_click(lambda _: self.make_noisy())
@@ -128,63 +131,64 @@ class MotionPanel(Panel):
     # -- loading ---------------------------------------------------------------------------------
     def _on_upload(self, event: viser.GuiEvent) -> None:
         upload = self.upload.value
-        try:
-            with uploaded_to_file(upload, max_bytes=MAX_CLIP_BYTES, suffix=".npz") as path:
-                motion = load_motion(path)
-        except InputError as exc:
-            self.session.notify("Cannot load clip", upload_error(exc, upload), error=True)
-            return
-        self.set_motion(dataclasses.replace(motion, source=upload.name))
+
+        def read() -> Clip | JointTrack:
+            try:
+                with uploaded_to_file(upload, max_bytes=MAX_CLIP_BYTES, suffix=".npz") as path:
+                    motion = load_motion(path)
+            except InputError as exc:
+                raise InputError(upload_error(exc, upload)) from None
+            return dataclasses.replace(motion, source=upload.name)
+
+        self._load(read)
 
     def load_file(self, path: Path) -> None:
-        """Load a clip or observed joints from a file (errors become a notification; the current
-        clip stays)."""
-        try:
-            motion = load_motion(path)
-        except InputError as exc:
-            self.session.notify("Cannot load clip", str(exc), error=True)
-            return
-        self.set_motion(motion)
+        """Load a clip or observed joints from a file on the worker (errors become a notification;
+        the current clip stays)."""
+        self._load(lambda: load_motion(path))
 
-    def set_motion(self, motion: Clip | JointTrack, *, show: bool = True) -> None:
-        if isinstance(motion, JointTrack):
-            self.set_track(motion, show=show)
-        else:
-            self.set_clip(motion, show=show)
-
-    def set_clip(self, clip: Clip, *, show: bool = True) -> None:
-        """Load ``clip``: compute its joints, place it on the ground, reset noise and results; with
-        ``show``, switch the scene to the motion stage."""
+    def _load(self, read) -> None:
+        """Read a motion and compute what its display needs (its joints with the clip's own shape,
+        which way is up) on the worker, then show it."""
         session = self.session
-        body = session.app.resources.body
-        with torch.inference_mode():
-            joints = body.joints(
-                torch.as_tensor(clip.pose_body), global_orient=torch.as_tensor(clip.root_orient),
-                transl=None if clip.trans is None else torch.as_tensor(clip.trans),
-            )[:, :NUM_BONES].numpy()
-        self._begin(clip, joints, clip.root_orient)
-        self.gt_joints = joints
-        self.add_noise.disabled = False
-        original = session.rig.pose(clip.pose_body, root_orient=clip.root_orient, transl=clip.trans)
-        session.pacer.post("motion-setup", lambda: self._setup(original, show))
-        session.mark("clip_loaded")
 
-    def set_track(self, track: JointTrack, *, show: bool = True) -> None:
-        """Load observed joints: shown as points and bones, ready to be denoised (a root the file
-        lacks is fitted then); no ground truth, so no noise is added and the plot shows the fit's
-        distance to the observations."""
-        frames = track.num_frames
-        root = track.root_orient
-        if root is None:  # only to find which way is up: the fit starts from its own estimate
-            root = root_from_joints(self.session.app.resources.body, torch.from_numpy(track.joints)).numpy()
-        known_root = track.root_orient if track.root_orient is not None else np.zeros((frames, 3), np.float32)
-        clip = track.as_clip(np.zeros((frames, 63), np.float32), known_root, track.trans)  # poses: the fit's
-        self._begin(clip, track.joints, root)
-        self.track, self.noisy_joints = track, track.joints
-        self.info.content += f"; observed joints ({100 * track.seen.mean():.0f}% seen), no ground truth"
-        self.denoise.disabled = False
-        self.session.pacer.post("motion-setup", lambda: self._setup_track(show))
-        self.session.mark("clip_loaded")
+        def run(ctx: JobContext) -> tuple[Clip | JointTrack, Observations, np.ndarray]:
+            motion = read()
+            body = ctx.resources.body
+            observations = observe_motion(body, motion)
+            root = motion.root_orient
+            if root is None:  # only to find which way is up: the fit starts from its own estimate
+                root = root_from_joints(body, torch.from_numpy(observations.joints)).numpy()
+            return motion, observations, root
+
+        def on_error(message: str) -> None:
+            session.notify("Cannot load clip", message, error=True)
+
+        session.submit("motion-load", run, on_done=lambda result: self.set_motion(*result), on_error=on_error,
+                       needs_prior=False)
+
+    def set_motion(self, motion: Clip | JointTrack, observations: Observations, up_root: np.ndarray) -> None:
+        """Show a loaded motion: a clip as its body (noise is added next), observed joints as points
+        and bones, ready to be fitted (a root the file lacks is fitted then)."""
+        session = self.session
+        if isinstance(motion, JointTrack):
+            frames = motion.num_frames
+            known_root = motion.root_orient if motion.root_orient is not None else np.zeros((frames, 3), np.float32)
+            clip = motion.as_clip(np.zeros((frames, 63), np.float32), known_root, motion.trans)  # poses: the fit's
+        else:
+            clip = motion
+        self._begin(clip, observations.joints, up_root)
+        self.motion, self.gt_joints = motion, observations.gt_joints
+        if isinstance(motion, JointTrack):
+            self.track, self.observations, self.noisy_joints = motion, observations, observations.joints
+            self.info.content += f"; observed joints ({100 * motion.seen.mean():.0f}% seen), no ground truth"
+            self.denoise.disabled = False
+            session.pacer.post("motion-setup", self._setup_track)
+        else:
+            self.add_noise.disabled = False
+            original = session.rig.pose(clip.pose_body, root_orient=clip.root_orient, transl=clip.trans)
+            session.pacer.post("motion-setup", lambda: self._setup(original))
+        session.mark("clip_loaded")
 
     def _begin(self, clip: Clip, joints: np.ndarray, root_orient: np.ndarray) -> None:
         """Reset to a new clip whose joints (NaN allowed) are ``joints``: layout, info, controls."""
@@ -192,6 +196,7 @@ class MotionPanel(Panel):
         self.stop_play()
         session.cancel("denoise")
         self.clip, self.track, self.fitted_root = clip, None, None
+        self.motion = self.observations = self.fit = None
         self.gt_joints = self.noisy_joints = self.denoised = None
         self.errors_mm = {}
         turn = np.array([[1.0, 0, 0], [0, 0, 1.0], [0, -1.0, 0]]) if z_up_to_y_up(root_orient) else np.eye(3)
@@ -213,86 +218,96 @@ class MotionPanel(Panel):
         self.add_noise.disabled = self.denoise.disabled = self.save.disabled = self.download.disabled = True
         self.plot.visible = False
 
-    def _setup_track(self, show: bool) -> None:
+    def _setup_track(self) -> None:
         self._remove_all()
         self._poses = {}
         self._setup_noisy()
-        if show:
-            self.session.show_stage("motion")
+        self.session.frame_once()
 
-    def _setup(self, original: RigPose, show: bool = True) -> None:
+    def _setup(self, original: RigPose) -> None:
         self._remove_all()
         self._poses = {"original": original}
         self._show_body("original", ORIGINAL_COLOR)
         self._place()
         self._draw_frame()
-        if show:
-            self.session.show_stage("motion")
+        self.session.frame_once()
 
     # -- noise and denoising ---------------------------------------------------------------------
     def make_noisy(self) -> None:
-        """Add Gaussian noise (std from the slider, metres) to the clip's joints."""
-        if self.gt_joints is None:
+        """Add Gaussian noise (std from the slider, metres) to the clip's joints (on the worker)."""
+        motion, session = self.motion, self.session
+        if not isinstance(motion, Clip):
             return
         std, seed = float(self.noise.value), int(self.noise_seed.value)
-        noisy = add_joint_noise(torch.as_tensor(self.gt_joints), std, seed=seed).numpy().astype(np.float32)
-        self.noisy_joints = noisy
-        self.denoised = None
-        self.errors_mm = {"noisy": mpjpe_mm(noisy, self.gt_joints)}
-        self.denoise.disabled = False
-        self.save.disabled = self.download.disabled = True
-        self.session.pacer.post("motion-setup", self._setup_noisy)
-        self._update_plot()
+
+        def on_done(observations: Observations) -> None:
+            if self.motion is not motion:
+                return  # another clip was loaded meanwhile
+            self.observations = observations
+            self.noisy_joints = observations.joints
+            self.denoised = self.fit = None
+            self.errors_mm = {"noisy": observations.input_errors_mm()}
+            self.denoise.disabled = False
+            self.save.disabled = self.download.disabled = True
+            session.pacer.post("motion-setup", self._setup_noisy)
+            self._update_plot()
+            session.mark("noise_added")
+
+        def run(ctx: JobContext) -> Observations:
+            return observe_motion(ctx.resources.body, motion, noise_std_m=std, seed=seed)
+
+        session.submit("motion-noise", run, on_done=on_done, needs_prior=False)
 
     def _setup_noisy(self) -> None:
         scene = self.session.scene
-        if self._noisy_nodes:
-            self._noisy_nodes[0].remove()  # the frame, with its points and lines (not skinned: safe)
+        if self._noisy is not None:
+            self._noisy[0].remove()  # the frame, with its points and lines (not skinned: safe)
         self._hide_body("denoised")
         frame = scene.add_frame("/motion/noisy", show_axes=False)
-        points = scene.add_point_cloud("/motion/noisy/joints", np.zeros((NUM_BONES, 3), np.float32), NOISY_COLOR,
-                                       point_size=0.045, point_shape="circle")
-        lines = scene.add_line_segments("/motion/noisy/bones", np.zeros((NUM_BONES - 1, 2, 3), np.float32),
-                                        NOISY_COLOR, thickness=0.012)
-        self._noisy_nodes = [frame, points, lines]
+        overlay = SkeletonOverlay(scene, "/motion/noisy", self.session.rig.parents[:NUM_BONES], line_color=NOISY_COLOR,
+                                  point_color=NOISY_COLOR, point_size=0.045)
+        self._noisy = (frame, overlay)
         self._place()
         self._draw_frame()
-        self.session.frame_camera()
 
     def start_denoise(self) -> None:
-        """Denoise the noisy joints with the prior on the worker; the result streams in."""
-        if self.noisy_joints is None or self.clip is None:
+        """Fit the motion to its observations with the prior on the worker (``prior.motion_fit``:
+        the same task as ``dposer denoise``); the result streams in."""
+        motion, observations, session = self.motion, self.observations, self.session
+        if motion is None or observations is None:
             return
-        clip, noisy, session, track = self.clip, self.noisy_joints.copy(), self.session, self.track
-        # Observed joints without a known root: it is fitted with the poses.
-        fit_root = track is not None and not track.root_known
-        root = None if track is not None and track.root_orient is None else torch.as_tensor(clip.root_orient)
-        trans = None if clip.trans is None else torch.as_tensor(clip.trans)
         session.mark("denoise_clicked")
 
-        def run(ctx: JobContext) -> DenoiseResult:
-            return denoise_motion(
-                ctx.resources.prior, ctx.resources.body, torch.as_tensor(noisy, dtype=torch.float32),
-                root_orient=root, trans=trans, betas=None if clip.betas is None else torch.as_tensor(clip.betas),
-                options=DenoiseOptions(fit_root=fit_root), seed=0, callback=ctx.report, cancel=ctx.cancel,
-            )
-
-        def as_root(root_orient: torch.Tensor | None, trans: torch.Tensor | None) -> tuple | None:
-            if not fit_root or root_orient is None:
-                return None
-            return root_orient.numpy().astype(np.float32), None if trans is None else trans.numpy().astype(np.float32)
+        def run(ctx: JobContext) -> MotionFit:
+            return fit_motion(ctx.resources.prior, ctx.resources.body, motion, observations, seed=0,
+                              callback=ctx.report, cancel=ctx.cancel)
 
         def on_progress(p: Progress) -> None:
-            poses, fitted = p.pose_body.numpy(), as_root(p.extra.get("root_orient"), p.extra.get("trans"))
-            session.pacer.post("motion-denoised", lambda: self._set_denoised(poses, fitted, final=False))
+            poses = p.pose_body.numpy()
+            root = p.extra.get("root_orient")
+            trans = p.extra.get("trans")
+            fitted = None if root is None else (root.numpy(), None if trans is None else trans.numpy())
+            session.pacer.post("motion-denoised", lambda: self._set_denoised(poses, fitted))
 
-        def on_done(result: DenoiseResult) -> None:
-            poses, fitted = result.pose_body.numpy().astype(np.float32), as_root(result.root_orient, result.trans)
-            session.pacer.post("motion-denoised", lambda: self._set_denoised(poses, fitted, final=True))
+        def on_done(fit: MotionFit) -> None:
+            def finish() -> None:
+                if self.motion is not motion:
+                    return
+                self.fit = fit
+                fitted = (fit.clip.root_orient, fit.clip.trans) if fit.root_fitted else None
+                self._set_denoised(fit.clip.pose_body, fitted)
+                errors = fit.frame_errors_mm
+                self.errors_mm = {"denoised": errors["fit"]} | ({"noisy": errors["input"]} if "input" in errors else {})
+                self.save.disabled = self.download.disabled = False
+                self._update_plot()
+                session.mark("denoise_done")
+
+            session.pacer.post("motion-denoised", finish)
 
         session.submit("denoise", run, on_progress=on_progress, on_done=on_done)
 
-    def _set_denoised(self, pose_body: np.ndarray, fitted_root: tuple | None = None, *, final: bool) -> None:
+    def _set_denoised(self, pose_body: np.ndarray, fitted_root: tuple | None = None) -> None:
+        """Draw the (streamed or final) fit: ``pose_body: (T, 63)`` and a fitted ``(root, trans)``."""
         clip, session = self.clip, self.session
         if clip is None or pose_body.shape[0] != clip.num_frames:
             return
@@ -300,22 +315,11 @@ class MotionPanel(Panel):
         if fitted_root is not None:
             self.fitted_root = fitted_root
         root_orient, trans = self.fitted_root or (clip.root_orient, clip.trans)
-        pose = session.rig.pose(pose_body, root_orient=root_orient, transl=trans)
-        self._poses["denoised"] = pose
+        self._poses["denoised"] = session.rig.pose(pose_body, root_orient=root_orient, transl=trans)
         if "denoised" not in self.bodies:
             self._show_body("denoised", DENOISED_COLOR)
             self._place()
-            session.frame_camera()
-        if self.gt_joints is not None:
-            self.errors_mm["denoised"] = mpjpe_mm(pose.positions, self.gt_joints)
-        else:  # observed joints: the distance to what was seen
-            assert self.noisy_joints is not None
-            self.errors_mm["denoised"] = 1000 * np.nanmean(np.linalg.norm(pose.positions - self.noisy_joints, axis=-1), 1)
         self._draw_frame()
-        if final:
-            self.save.disabled = self.download.disabled = False
-            self._update_plot()
-            session.mark("denoise_done")
 
     def _update_plot(self) -> None:
         if self.clip is None or not self.errors_mm:
@@ -339,12 +343,11 @@ class MotionPanel(Panel):
         self.session.pacer.post("motion-frame", self._draw_frame)
 
     def toggle_play(self) -> None:
-        if self.session.pacer.animating("motion-play"):
+        if self.player.playing:
             self.stop_play()
             return
         if self.clip is None:
             return
-        self.play.label, self.play.icon = "Pause", viser.Icon.PLAYER_PAUSE
         self._play_pos = float(self.frame)
 
         def tick(dt: float) -> None:
@@ -357,15 +360,14 @@ class MotionPanel(Panel):
             self._draw_frame()
             self.timeline.value = self.frame
 
-        self.session.pacer.animate("motion-play", tick)
+        self.player.start(tick)
 
     def stop_play(self) -> None:
-        self.session.pacer.animate("motion-play", None)
-        self.play.label, self.play.icon = "Play", viser.Icon.PLAYER_PLAY
+        self.player.stop()
 
     @property
     def playing(self) -> bool:
-        return self.session.pacer.animating("motion-play")
+        return self.player.playing
 
     def _draw_frame(self) -> None:
         """Pose every motion body at ``self.frame`` (display thread)."""
@@ -374,17 +376,8 @@ class MotionPanel(Panel):
             pose = self._poses.get(key)
             if pose is not None and f < len(pose):
                 body.set_pose(pose.row(f))
-        if self.noisy_joints is not None and self._noisy_nodes:
-            joints = self.noisy_joints[f].astype(np.float32)
-            parents = np.asarray(self.session.rig.parents[1:NUM_BONES])
-            seen = np.isfinite(joints).all(-1)  # observed joints may miss some (NaN)
-            bones = seen[1:] & seen[parents]
-            _, points, lines = self._noisy_nodes
-            points.visible, lines.visible = bool(seen.any()), bool(bones.any())
-            if seen.any():
-                points.points = joints[seen]
-            if bones.any():
-                lines.points = np.stack([joints[parents[bones]], joints[1:][bones]], 1)
+        if self.noisy_joints is not None and self._noisy is not None:
+            self._noisy[1].update(self.noisy_joints[f])  # observed joints may miss some (NaN)
 
     def _place(self) -> None:
         """Put the clips side by side (original, noisy, denoised) or on top of each other."""
@@ -397,8 +390,8 @@ class MotionPanel(Panel):
             body.wxyz = wxyz
             if key == "original":
                 body.set_opacity(0.45 if overlaid and len(nodes) > 1 else None)
-        if self._noisy_nodes:
-            frame = self._noisy_nodes[0]
+        if self._noisy is not None:
+            frame = self._noisy[0]
             frame.position = self._offset + np.array([0.0, 0.0, 0.0])
             frame.wxyz = wxyz
 
@@ -418,17 +411,14 @@ class MotionPanel(Panel):
     def _remove_all(self) -> None:
         for key in list(self.bodies):
             self._hide_body(key)
-        if self._noisy_nodes:
-            self._noisy_nodes[0].remove()
-        self._noisy_nodes = []
+        if self._noisy is not None:
+            self._noisy[0].remove()  # the frame, with its points and lines (not skinned: safe)
+        self._noisy = None
 
     # -- export ------------------------------------------------------------------------------------
     def denoised_clip(self) -> Clip | None:
-        if self.clip is None or self.denoised is None:
-            return None
-        root_orient, trans = self.fitted_root or (self.clip.root_orient, self.clip.trans)
-        return dataclasses.replace(self.clip, pose_body=self.denoised.astype(np.float32), root_orient=root_orient,
-                                   trans=trans)
+        """The finished fit as a clip (its root and translation fitted or the input's)."""
+        return None if self.fit is None else self.fit.clip
 
     def save_to_path(self) -> None:
         clip = self.denoised_clip()
@@ -453,27 +443,42 @@ class MotionPanel(Panel):
 
     # -- panel -------------------------------------------------------------------------------------
     def rebuild(self) -> None:
+        """After a body-model switch the clip's joints change with the body: the motion is loaded
+        again (noise and fit, made with the old body, are dropped)."""
         self._remove_all()
         for body in self._made.values():  # redrawn in place, hidden until shown again
             body.set_rig(self.session.rig)
-        if self.track is not None:
-            denoised, fitted = self.denoised, self.fitted_root
-            self.set_track(self.track, show=self.session.stage == "motion")
-            if denoised is not None:
-                self.session.pacer.post("motion-denoised", lambda: self._set_denoised(denoised, fitted, final=True))
-        elif self.clip is not None:
-            clip, noisy, denoised = self.clip, self.noisy_joints, self.denoised
-            self.set_clip(clip, show=self.session.stage == "motion")
-            if noisy is not None:
-                self.noisy_joints = noisy
-                self.errors_mm = {"noisy": mpjpe_mm(noisy, self.gt_joints)}
-                self.denoise.disabled = False
-                self.session.pacer.post("motion-noisy", self._setup_noisy)
-            if denoised is not None:
-                self.session.pacer.post("motion-denoised", lambda: self._set_denoised(denoised, final=True))
+        motion = self.motion
+        if motion is not None:
+            self._load(lambda: motion)
 
-    def x_range(self) -> tuple[float, float]:
-        xs = [SLOTS[key] for key in self.bodies] + ([SLOTS["noisy"]] if self._noisy_nodes else [])
-        if self.layout.value == "overlaid" or not xs:
-            return (0.0, 0.0)
-        return (min(xs), max(xs))
+    def open_file(self, kind: str, path: Path) -> None:
+        self.load_file(path)
+
+    def extent(self) -> tuple[float, float] | None:
+        """The three slots (original, noisy, denoised) side by side, or one place overlaid: framed
+        once for all, so the bodies that appear later are already in view."""
+        if self.clip is None:
+            return None
+        return (0.0, 0.0) if self.layout.value == "overlaid" else (-SLOT_M, SLOT_M)
+
+    def shown_bodies(self) -> list[ShownBody]:
+        """The clip's bodies at the current frame (the original and the denoised, when shown)."""
+        clip, f = self.clip, self.frame
+        if clip is None:
+            return []
+        params = {"original": (clip.pose_body, clip.root_orient, clip.trans)}
+        if self.denoised is not None:
+            root, trans = self.fitted_root or (clip.root_orient, clip.trans)
+            params["denoised"] = (self.denoised, root, trans)
+        colors = {"original": ORIGINAL_COLOR, "denoised": DENOISED_COLOR}
+        out = []
+        for key, body in self.bodies.items():
+            if key not in params or f >= clip.num_frames:
+                continue
+            pose, root, trans = params[key]
+            out.append(ShownBody(
+                f"{key}_frame_{f}", np.asarray(pose[f], np.float32), np.asarray(root[f], np.float32),
+                None if trans is None else np.asarray(trans[f], np.float32), position=tuple(body.position),
+                wxyz=tuple(body.wxyz), color=colors[key]))
+        return out

@@ -1,0 +1,76 @@
+"""What the Export panel writes, built from the bodies on screen (:class:`ShownBody`).
+
+Every function here runs on the prior worker (posed meshes need the body model's full skinning).
+Meshes are in scene coordinates: metres, Y up, each body where it stands in the view.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import trimesh
+import viser
+
+from prior.body import BodyModel
+from prior.data import Clip, clip_arrays
+from prior.rotations import wxyz_to_matrix_np
+
+from .panels.base import ShownBody
+
+
+def shown_vertices(body: BodyModel, shown: Sequence[ShownBody]) -> np.ndarray:
+    """``(N, V, 3)`` the shown bodies' meshes (the body model's own skinning, pose correctives
+    included) placed as they are in the scene."""
+
+    def stack(key: str) -> torch.Tensor:  # a missing root or translation is zero
+        rows = [np.zeros(3) if getattr(b, key) is None else getattr(b, key) for b in shown]
+        return torch.as_tensor(np.stack(rows), dtype=torch.float32)
+
+    with torch.inference_mode():
+        hands = body.hand_mean[None].expand(len(shown), -1) if body.has_hands else None
+        verts = body.forward(stack("pose_body"), global_orient=stack("root_orient"), transl=stack("transl"),
+                             hand_pose=hands).vertices.numpy()
+    turn = wxyz_to_matrix_np(np.stack([np.asarray(b.wxyz, np.float64) for b in shown]))  # (N, 3, 3)
+    shift = np.stack([np.asarray(b.position, np.float64) for b in shown])
+    return (verts @ turn.transpose(0, 2, 1) + shift[:, None]).astype(np.float32)
+
+
+def poses_npz(shown: Sequence[ShownBody]) -> bytes:
+    """The shown bodies as frames of an AMASS SMPL-X stageii npz (``body_names`` names them)."""
+    poses = np.stack([b.pose_body for b in shown]).astype(np.float32)
+    root = np.stack([np.zeros(3) if b.root_orient is None else b.root_orient for b in shown]).astype(np.float32)
+    trans = None
+    if any(b.transl is not None for b in shown):
+        trans = np.stack([np.zeros(3) if b.transl is None else b.transl for b in shown]).astype(np.float32)
+    buf = io.BytesIO()
+    np.savez(buf, **clip_arrays(Clip(pose_body=poses, root_orient=root, trans=trans)),
+             body_names=np.array([b.name for b in shown]))
+    return buf.getvalue()
+
+
+def mesh_file(body: BodyModel, shown: ShownBody, fmt: str) -> bytes:
+    """One shown body's mesh as ``.obj`` or ``.ply`` bytes (scene coordinates)."""
+    mesh = trimesh.Trimesh(shown_vertices(body, [shown])[0], body.faces.numpy(), process=False)
+    data = mesh.export(file_type=fmt)
+    return data.encode() if isinstance(data, str) else data
+
+
+def scene_recording(body: BodyModel, shown: Sequence[ShownBody]) -> bytes:
+    """A ``.viser`` file of the shown bodies as meshes on a ground grid, for viser's offline player.
+
+    viser serialises the *server-wide* scene while this app draws each tab in its own client
+    scene, so the bodies are drawn into a private, throw-away server on a free local port."""
+    verts = shown_vertices(body, shown)
+    faces = body.faces.numpy()
+    server = viser.ViserServer(host="127.0.0.1", port=0, verbose=False)
+    try:
+        server.scene.set_up_direction("+y")
+        server.scene.add_grid("/ground", width=20.0, height=20.0, plane="xz", cell_size=0.25)
+        for b, v in zip(shown, verts):
+            server.scene.add_mesh_simple(f"/{b.name}", v, faces, color=b.color, opacity=b.opacity)
+        return server.get_scene_serializer().serialize()
+    finally:
+        server.stop()
