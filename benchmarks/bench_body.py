@@ -24,6 +24,7 @@ from prior.body import BodyModel, load_body_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from bench_prior import timed  # same folder: one timing helper for all benchmarks
+
 from synthetic_body import write_synthetic_model  # a test helper, reused on purpose
 
 

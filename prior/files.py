@@ -204,8 +204,8 @@ def save_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> Path:
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
-    with atomic_write(path, "w") as f:
-        f.write(text)
+    with atomic_write(path) as f:
+        f.write(text.encode("utf-8"))  # UTF-8 whatever the locale says
     return Path(path)
 
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from prior_helpers import OFFICIAL_CKPT
 
 from prior import load_body_model, load_prior
+
+from prior_helpers import OFFICIAL_CKPT
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ import pytest
 import smplx
 import torch
 from mannequin import Mannequin
-from synthetic_body import synthetic_model_arrays, write_synthetic_model
 
 from prior import load_body_model as lazy_load_body_model
 from prior.body import (
@@ -26,6 +25,8 @@ from prior.body import (
 from prior.errors import InputError
 from prior.parts import PARTS, SMPLX_JOINT_NAMES, SMPLX_PARENTS
 from prior.rotations import axis_angle_to_matrix
+
+from synthetic_body import synthetic_model_arrays, write_synthetic_model
 
 F64 = torch.float64
 

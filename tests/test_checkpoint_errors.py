@@ -12,6 +12,7 @@ from safetensors.torch import save_file
 import prior.files
 from prior import InputError, load_prior
 from prior.checkpoint import save_prior
+
 from prior_helpers import OFFICIAL_CKPT, small_random_prior
 
 

@@ -7,6 +7,7 @@ import subprocess
 
 import numpy as np
 import pytest
+
 from prior_helpers import DATA, OFFICIAL_CKPT
 
 DPOSER = shutil.which("dposer")

@@ -8,13 +8,14 @@ import threading
 import numpy as np
 import pytest
 import torch
-from prior_helpers import DATA, OFFICIAL_CKPT, gaussian_prior, small_random_prior
 
 from prior import Cancelled, load_prior
 from prior.completion import PosteriorSchedule, complete, make_mask
 from prior.optim import DPoserSchedule
 from prior.parts import PARTS
 from prior.reference import reference_complete
+
+from prior_helpers import DATA, OFFICIAL_CKPT, gaussian_prior, small_random_prior
 
 
 @pytest.fixture(scope="module")

@@ -7,12 +7,13 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from prior_helpers import OFFICIAL_CKPT, REFERENCE_OUTPUTS, rel_err
 
 from prior import InputError, load_prior
 from prior.checkpoint import save_prior
 from prior.pose_prior import PosePrior
 from prior.space import BODY_SPACE
+
+from prior_helpers import OFFICIAL_CKPT, REFERENCE_OUTPUTS, rel_err
 
 TOL = 1e-4
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from prior_helpers import DATA
 
 from prior import load_body_model, load_prior
 from prior.completion import complete, make_mask
@@ -13,6 +12,8 @@ from prior.evaluate import body_joints
 from prior.files import default_checkpoint_path
 from prior.metrics import mpjpe_mm
 from prior.sampling import generate
+
+from prior_helpers import DATA
 
 
 @pytest.fixture(scope="module")

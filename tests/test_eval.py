@@ -8,9 +8,10 @@ import subprocess
 
 import numpy as np
 import pytest
-from prior_helpers import DATA, OFFICIAL_CKPT
 
 from prior.metrics import apd_m, frechet_distance, gaussian_stats, mpjpe_mm, prdc
+
+from prior_helpers import DATA, OFFICIAL_CKPT
 
 
 def test_frechet_distance_known_values():

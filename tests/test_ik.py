@@ -8,12 +8,13 @@ import threading
 import numpy as np
 import pytest
 import torch
-from prior_helpers import DATA
 
 from prior import Cancelled
 from prior.ik import IKOptions, inverse_kinematics, keep_plausible
 from prior.parts import PARTS, joint_mask
 from prior.plausibility import prior_energy
+
+from prior_helpers import DATA
 
 pytest_plugins = ["task_fixtures"]  # body, official, trained, one_thread
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -13,7 +13,6 @@ import threading
 import numpy as np
 import pytest
 import torch
-from prior_helpers import DATA, OFFICIAL_CKPT
 
 from prior import Cancelled
 from prior.data import JointTrack, load_clip, load_joints, save_clip
@@ -30,6 +29,8 @@ from prior.motion import (
 )
 from prior.motion_fit import fit_motion, observe_motion
 from prior.rotations import axis_angle_to_matrix, matrix_to_axis_angle
+
+from prior_helpers import DATA, OFFICIAL_CKPT
 
 pytest_plugins = ["task_fixtures"]  # body, official, trained, one_thread
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from prior_helpers import DATA, OFFICIAL_CKPT
 
 from prior import load_prior
 from prior.files import asset_path
@@ -18,6 +17,8 @@ from prior.plausibility import (
     plausibility,
     prior_energy,
 )
+
+from prior_helpers import DATA, OFFICIAL_CKPT
 
 pytest_plugins = ["task_fixtures"]  # body, official, trained, one_thread
 pytestmark = pytest.mark.usefixtures("one_thread")

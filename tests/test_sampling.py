@@ -6,10 +6,11 @@ import threading
 
 import pytest
 import torch
-from prior_helpers import OFFICIAL_CKPT, gaussian_prior, small_random_prior
 
 from prior import Cancelled, load_prior
 from prior.sampling import generate
+
+from prior_helpers import OFFICIAL_CKPT, gaussian_prior, small_random_prior
 
 
 @pytest.mark.parametrize("sampler", ["sde", "ode"])

@@ -7,12 +7,13 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from prior_helpers import small_random_prior
 
 from prior.completion import make_mask
 from prior.parts import BODY_JOINT_NAMES, PARTS, joint_mask
 from prior.pose_prior import PosePrior
 from prior.space import BODY_SPACE, SPACES, PoseSpace, space_named
+
+from prior_helpers import small_random_prior
 
 
 def test_body_space_is_dposers_body_pose():

@@ -10,10 +10,11 @@ import subprocess
 import numpy as np
 import pytest
 import torch
-from prior_helpers import DATA
 
 from prior import InputError, load_prior
 from prior.train import TrainConfig, TrainData, load_training_data, train
+
+from prior_helpers import DATA
 
 TINY = dict(hidden=64, embed=32, batch_size=64, warmup=5, log_every=5, val_every=10, save_every=10)
 
