@@ -11,7 +11,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-import trimesh
 import viser
 
 from prior.body import BodyModel
@@ -53,6 +52,8 @@ def poses_npz(shown: Sequence[ShownBody]) -> bytes:
 
 def mesh_file(body: BodyModel, shown: ShownBody, fmt: str) -> bytes:
     """One shown body's mesh as ``.obj`` or ``.ply`` bytes (scene coordinates)."""
+    import trimesh  # 0.7 s of imports: paid at the first mesh export, not at start-up
+
     mesh = trimesh.Trimesh(shown_vertices(body, [shown])[0], body.faces.numpy(), process=False)
     data = mesh.export(file_type=fmt)
     return data.encode() if isinstance(data, str) else data
