@@ -199,3 +199,27 @@ def test_panels_follow_the_contract():
     for path in Path(viewer.__file__).parent.rglob("*.py"):
         if path.name != "session.py":
             assert "panels[" not in path.read_text(), f"{path} reaches into a panel by name"
+
+
+def test_exported_meshes_stand_where_they_are_shown(rig):
+    """Exports place each body's mesh as the scene shows it: its frame's turn and position applied
+    to the body model's mesh (feet on the grid for a body at the ground height)."""
+    from prior.rotations import wxyz_to_matrix_np
+    from viewer.exports import shown_vertices
+    from viewer.panels.base import ShownBody
+
+    pose = np.random.default_rng(5).normal(0, 0.3, 63).astype(np.float32)
+    ground = (0.0, -rig.floor_y, 0.0)
+    turn = (np.cos(0.4), np.sin(0.4), 0.0, 0.0)  # 0.8 rad about X
+    placed = [ShownBody("rest", np.zeros(63, np.float32), position=ground),
+              ShownBody("posed", pose, root_orient=np.array([0.0, 0.5, 0.0], np.float32),
+                        transl=np.array([0.1, 0.0, 0.2], np.float32), position=(1.0, 2.0, 3.0), wxyz=turn)]
+    verts = shown_vertices(rig.body, placed)
+    assert abs(float(verts[0][:, 1].min())) < 1e-5, "a body at the ground height has its feet on the grid"
+    body = rig.body
+    with torch.no_grad():  # the hands as the viewer draws them: the model's mean hand pose
+        raw = body.forward(torch.from_numpy(pose[None]), global_orient=torch.tensor([[0.0, 0.5, 0.0]]),
+                           transl=torch.tensor([[0.1, 0.0, 0.2]]),
+                           hand_pose=body.hand_mean[None] if body.has_hands else None).vertices[0].numpy()
+    want = raw @ wxyz_to_matrix_np(np.array(turn)).T + np.array([1.0, 2.0, 3.0])
+    np.testing.assert_allclose(verts[1], want, atol=1e-5)
