@@ -39,6 +39,26 @@ def shown_bones(body) -> tuple[np.ndarray, np.ndarray]:
     return np.stack([b.wxyz for b in mesh.bones]), np.stack([b.position for b in mesh.bones])
 
 
+def download_denoised(page, session) -> Path:
+    """Click the Motion tab's Download (opening its folder) and return the downloaded file."""
+    motion = session.panels["motion"]
+    button = page.get_by_role("button", name="Download", exact=True)
+    if not button.is_visible():
+        click(page.get_by_text("Save denoised", exact=True))  # open the folder
+    button.wait_for(state="visible", timeout=10_000)
+    wait_until(lambda: not motion.download.disabled and button.is_enabled(), what="Download enabled")
+    session.timings.pop("motion_download", None)
+    with page.expect_download(timeout=60_000) as download:
+        for _ in range(3):  # a click the busy page drops is clicked again; one download is sent
+            click(button)
+            try:
+                wait_until(lambda: "motion_download" in session.timings, timeout=10, what="the download click")
+                break
+            except AssertionError:
+                continue
+    return Path(download.value.path())
+
+
 def test_body_is_drawn_upright_and_framed(viewer_tab):
     page, session = viewer_tab
     wait_until(lambda: session.main.pose is not None, what="the first pose")
@@ -237,21 +257,8 @@ def test_broken_upload_is_reported_and_the_app_keeps_working(viewer_tab, tmp_pat
     noisy_mm, denoised_mm = motion.errors_mm["noisy"].mean(), motion.errors_mm["denoised"].mean()
     assert denoised_mm < 0.6 * noisy_mm, f"denoising did not help: {noisy_mm:.1f} -> {denoised_mm:.1f} mm"
     assert motion.plot.visible and motion.bodies["denoised"].pose is not None
-    download_button = page.get_by_role("button", name="Download", exact=True)
-    if not download_button.is_visible():
-        click(page.get_by_text("Save denoised", exact=True))  # open the folder
-    download_button.wait_for(state="visible", timeout=10_000)
-    wait_until(lambda: not motion.download.disabled and download_button.is_enabled(), what="Download enabled")
-    session.timings.pop("motion_download", None)
-    with page.expect_download(timeout=60_000) as download:
-        for _ in range(3):  # a click the busy page drops is clicked again; one download is sent
-            click(download_button)
-            try:
-                wait_until(lambda: "motion_download" in session.timings, timeout=10, what="the download click")
-                break
-            except AssertionError:
-                continue
-    with np.load(download.value.path(), allow_pickle=False) as data:
+    path = download_denoised(page, session)
+    with np.load(path, allow_pickle=False) as data:
         assert np.allclose(data["pose_body"], motion.denoised, atol=1e-6)
 
 
@@ -284,12 +291,7 @@ def test_observed_joints_upload_is_fitted_with_its_root(viewer_tab, tmp_path):
     wait_until(lambda: colour_fraction(screenshot_array(page), DENOISED_RGB) > 0.01, what="the fitted body drawn")
     page.screenshot(path=str(ARTIFACTS / "observed_joints.png"))
     # The downloaded fit, read back and posed by the body model, lies on the clean joints.
-    download_button = page.get_by_role("button", name="Download", exact=True)
-    if not download_button.is_visible():
-        click(page.get_by_text("Save denoised", exact=True))
-    with page.expect_download(timeout=60_000) as download:
-        click(download_button)
-    with np.load(download.value.path(), allow_pickle=False) as data:
+    with np.load(download_denoised(page, session), allow_pickle=False) as data:
         fitted = session.app.resources.body.joints(
             torch.from_numpy(data["pose_body"]), global_orient=torch.from_numpy(data["root_orient"]),
             transl=torch.from_numpy(data["trans"]))[:, :22].numpy()
