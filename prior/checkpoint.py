@@ -20,7 +20,6 @@ import json
 import os
 import pickle
 import re
-import types
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -111,52 +110,56 @@ def _load_torch(path: Path) -> PosePrior:
 
 
 def _torch_load(path: Path) -> Any:
+    """The file's contents through torch's weights-only unpickler, always.
+
+    Lightning checkpoints often carry config objects next to the weights. Their classes are let
+    in as fresh inert stub classes made for this one read (:func:`_stub_class`), so the weights-only
+    unpickler's rules still hold: nothing outside the result is touched (no attribute of a module,
+    class or function is ever set: BUILD only fills instances of the stubs) and no foreign code
+    runs. Only tensors are taken from what it returns.
+    """
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        # Lightning checkpoints often carry config objects next to the weights. Read them again with
-        # every non-allowlisted class replaced by an inert stub: no foreign code runs, and the
-        # stubs are dropped because only tensors are taken from the file.
-        try:
-            return torch.load(path, map_location="cpu", weights_only=False, pickle_module=_stub_pickle)
-        except Exception:
-            found = re.search(r"GLOBAL ([\w.]+)", str(e))
-            what = f" ({found.group(1)})" if found else ""
-            raise InputError(
-                f"holds Python objects other than tensors{what} that cannot be read safely", path
-            ) from None
+        refused = e
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise InputError(f"not a readable PyTorch checkpoint (truncated or corrupt: {reason[:120]})", path) from None
+        raise _unreadable(path, e) from None
+    try:
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception:  # the legacy (non-zip) format cannot be listed: refused as it is
+        names = []
+    if not names:
+        raise _not_plain_data(path, refused)
+    stubs = [(_stub_class(name), name) for name in names]
+    try:
+        with torch.serialization.safe_globals(stubs):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise _not_plain_data(path, e) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
+        raise _unreadable(path, e) from None
 
 
-class _Inert:
-    """Stands in for any class a checkpoint names that is not on torch's weights-only allowlist."""
+def _stub_class(qualified_name: str) -> type:
+    """A new, empty class standing in for ``qualified_name``: it takes any arguments and any
+    state and keeps nothing. Made per read, so no two reads share anything through it."""
+    module, _, name = qualified_name.rpartition(".")
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def ignore(self: Any, *args: Any, **kwargs: Any) -> None:
         pass
 
-    def __setstate__(self, state: Any) -> None:
-        pass
-
-    def __call__(self, *args: Any, **kwargs: Any) -> _Inert:
-        return _Inert()
+    return type(name or "Stub", (), {"__module__": module or "stub", "__init__": ignore, "__setstate__": ignore})
 
 
-class _StubUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str) -> Any:
-        from torch._weights_only_unpickler import _get_allowed_globals
-
-        allowed = _get_allowed_globals()
-        key = f"{module}.{name}"
-        return allowed.get(key, _Inert)
+def _not_plain_data(path: Path, error: Exception) -> InputError:
+    found = re.search(r"GLOBAL ([\w.]+)", str(error))
+    what = f" ({found.group(1)})" if found else ""
+    return InputError(f"holds Python objects other than tensors{what} that cannot be read safely", path)
 
 
-# A ``pickle_module`` for ``torch.load`` whose unpickler never resolves foreign classes.
-_stub_pickle = types.ModuleType("prior_stub_pickle")
-_stub_pickle.Unpickler = _StubUnpickler  # type: ignore[attr-defined]
-_stub_pickle.UnpicklingError = pickle.UnpicklingError  # type: ignore[attr-defined]
-_stub_pickle.load = lambda file, **kw: _StubUnpickler(file, **kw).load()  # type: ignore[attr-defined]
+def _unreadable(path: Path, error: Exception) -> InputError:
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return InputError(f"not a readable PyTorch checkpoint (truncated or corrupt: {reason[:120]})", path)
 
 
 def _plain(value: Any) -> Any:

@@ -1,4 +1,4 @@
-"""Bad checkpoint files give one clear line naming the file; nothing is ever unpickled."""
+"""Bad checkpoint files give one clear line naming the file; nothing is unpickled but plain data."""
 
 from __future__ import annotations
 
@@ -90,7 +90,22 @@ def test_ema_mismatch_and_nan(tmp_path, raw):
     expect_error(path, "NaN")
 
 
-def test_pickled_objects_never_run(tmp_path, raw):
+class ConfigObject:
+    """Stands for the config objects Lightning checkpoints carry beside the weights."""
+
+    def __init__(self) -> None:
+        self.lr = 2e-4
+
+
+def test_config_objects_beside_the_weights_are_read_as_inert_stubs(tmp_path, raw):
+    path = tmp_path / "lightning-like.pth"
+    torch.save({**raw, "cfg": argparse.Namespace(lr=1), "hparams": ConfigObject()}, path)
+    prior = load_prior(path, device="cpu")
+    assert prior.info["ema"]
+    assert not hasattr(ConfigObject, "__setstate__"), "the real class is never used"
+
+
+def test_pickled_code_never_runs(tmp_path, raw):
     marker = tmp_path / "pwned"
 
     class Payload:
@@ -99,9 +114,44 @@ def test_pickled_objects_never_run(tmp_path, raw):
 
     path = tmp_path / "payload.pth"
     torch.save({**raw, "extra": Payload(), "cfg": argparse.Namespace(lr=1)}, path)
-    prior = load_prior(path, device="cpu")  # the weights are still usable...
-    assert prior.info["ema"]
+    expect_error(path, "system", "cannot be read safely")  # a file that calls os.system is refused
     assert not marker.exists()  # ...and the payload's code never ran
+
+
+def _poison(module: str, name: str, attr: str, value: bytes) -> bytes:
+    """A pickle that looks up ``module.name`` and BUILDs ``attr = value`` onto it (a 70-byte
+    .pth): loaded by a general unpickler, it changes that object for the whole process."""
+
+    def text(t: str) -> bytes:  # BINUNICODE
+        return b"X" + len(t).to_bytes(4, "little") + t.encode()
+
+    return b"\x80\x02" + f"c{module}\n{name}\n".encode() + b"N}" + text(attr) + value + b"s\x86b."
+
+
+def test_a_refused_file_changes_nothing_in_the_process(tmp_path):
+    """Both poison files are refused, no object of the process changes, and the official
+    checkpoint then loads bit-identical to a fresh process's load."""
+    import collections
+    import subprocess
+    import sys
+
+    from torch._utils import _rebuild_tensor_v2
+
+    defaults, most_common = _rebuild_tensor_v2.__defaults__, collections.Counter.most_common
+    (tmp_path / "defaults.pth").write_bytes(
+        _poison("torch._utils", "_rebuild_tensor_v2", "__defaults__", b"X\x01\x00\x00\x00x\x85"))
+    (tmp_path / "counter.pth").write_bytes(_poison("collections", "Counter", "most_common", b"N"))
+    for name in ("defaults.pth", "counter.pth"):
+        expect_error(tmp_path / name, "cannot be read safely")
+    assert _rebuild_tensor_v2.__defaults__ == defaults
+    assert collections.Counter.most_common is most_common
+    here = load_prior(OFFICIAL_CKPT, device="cpu").net.state_dict()
+    fresh = tmp_path / "fresh.pt"
+    code = ("import sys, torch; from prior import load_prior; "
+            "torch.save(load_prior(sys.argv[1], device='cpu').net.state_dict(), sys.argv[2])")
+    subprocess.run([sys.executable, "-c", code, str(OFFICIAL_CKPT), str(fresh)], check=True)
+    there = torch.load(fresh, weights_only=True)
+    assert here.keys() == there.keys() and all(torch.equal(here[k], there[k]) for k in here)
 
 
 def test_safetensors_without_our_metadata(tmp_path):
