@@ -20,6 +20,7 @@ from prior.progress import Progress
 
 from .body_handle import MASK_COLOR, BodyHandle
 from .history import History
+from .markup import literal
 from .pacer import Pacer
 from .panels.base import Panel, ShownBody
 from .rig import BodyRig
@@ -330,13 +331,13 @@ class ClientSession:
         res = self.app.resources
         job = self.app.worker.running
         if res.prior is not None:
-            prior = res.prior_label
+            prior = literal(res.prior_label)  # file names: shown as text, never as markup
         else:
             prior = "loading..." if self.app.loading_prior else "**none loaded**"
-        running = "idle" if job is None else job.describe()
+        running = "idle" if job is None else literal(job.describe())
         text = (
             f"**device** {res.device.type} &nbsp;·&nbsp; **prior** {prior}  \n"
-            f"**body** {res.body_label} &nbsp;·&nbsp; **job** {running}"
+            f"**body** {literal(res.body_label)} &nbsp;·&nbsp; **job** {running}"
         )
         if self.status.content != text:
             self.status.content = text

@@ -11,6 +11,7 @@ from prior.errors import InputError
 from prior.files import atomic_write
 
 from .. import exports
+from ..markup import literal
 from .base import Panel
 
 if TYPE_CHECKING:
@@ -52,7 +53,7 @@ class ExportPanel(Panel):
 
     def on_show(self) -> None:
         shown = self.session.shown_bodies()
-        names = ", ".join(b.name for b in shown) or "nothing"
+        names = ", ".join(literal(b.name) for b in shown) or "nothing"
         self.what.content = f"**On screen:** {names}"
 
     def export_bytes(self, kind: str, *, mesh_format: str | None = None) -> bytes:

@@ -22,6 +22,7 @@ from prior.progress import Progress
 from prior.rotations import axis_angle_to_matrix, matrix_to_wxyz_np
 
 from ..body_handle import BodyHandle
+from ..markup import literal
 from ..rig import NUM_BONES, RigPose
 from ..uploads import MAX_CLIP_BYTES, upload_error, uploaded_to_file
 from ..widgets import PlayButton, SkeletonOverlay
@@ -208,7 +209,7 @@ class MotionPanel(Panel):
         self.frame = 0
         fps_note = " (assumed: the file has no frame rate)" if clip.fps_assumed else ""
         up_note = "; turned from Z-up to Y-up" if turn[1, 2] else ""
-        name = Path(clip.source).name if clip.source else "clip"
+        name = literal(Path(clip.source).name if clip.source else "clip")
         self.info.content = (
             f"**{name}**: {clip.num_frames} frames, {clip.fps:g} fps{fps_note}, {clip.duration_s:.1f} s{up_note}"
         )

@@ -1,0 +1,64 @@
+"""File names are data: a checkpoint or clip named like HTML shows as text in every tab and runs
+nothing (viser renders markdown with raw HTML allowed). In headless Chromium."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from browser import open_panel, upload_file, wait_until
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+# What an attacker names a file (no "/" can be in a name; the entity stands for it in srcdoc).
+NAME = '<iframe srcdoc="<script>parent.__pwned=1<&#47;script>"> [link](javascript:parent.__pwned=2)'
+SHOWN = '<iframe srcdoc="<script>'  # the start of the name, as the page must show it
+
+
+def assert_nothing_ran(page) -> None:
+    assert page.evaluate("() => window.__pwned === undefined"), "script from a file name ran in the tab"
+    assert page.locator("iframe").count() == 0, "a file name became an <iframe> element"
+    assert page.locator("a[href^='javascript']").count() == 0, "a file name became a link"
+
+
+def shown_as_text(page) -> None:
+    """The name reaches the page (as text, or as markup that ran), then nothing ran."""
+    wait_until(lambda: page.get_by_text(SHOWN, exact=False).count() > 0
+               or not page.evaluate("() => window.__pwned === undefined")
+               or page.locator("iframe").count() > 0, timeout=30, what="the name in the page")
+    assert_nothing_ran(page)
+    assert page.get_by_text(SHOWN, exact=False).count() > 0, "the name is not shown as text"
+
+
+def test_a_checkpoint_named_like_html_is_shown_as_text(viewer_tab, chromium, viewer_app, tmp_path):
+    from prior.checkpoint import save_prior
+
+    from conftest import open_tab
+    from prior_helpers import small_random_prior
+
+    page, session = viewer_tab
+    path = save_prior(small_random_prior(), tmp_path / f"{NAME}.safetensors")
+    open_panel(page, "Model")
+    upload_file(page, "Upload checkpoint", path)
+    wait_until(lambda: "srcdoc" in session.app.resources.prior_label and "srcdoc" in session.status.content,
+               timeout=60, what="the uploaded prior in the status line")
+    shown_as_text(page)
+    context, later, _ = open_tab(chromium, viewer_app)  # a tab opened later shows the same line
+    try:
+        shown_as_text(later)
+    finally:
+        context.close()
+
+
+def test_a_clip_named_like_html_is_shown_as_text(viewer_tab, tmp_path):
+    from prior.files import asset_path
+
+    page, session = viewer_tab
+    motion = session.panels["motion"]
+    with np.load(asset_path("gesture_clip.npz"), allow_pickle=False) as data:
+        path = tmp_path / f"{NAME}.npz"
+        np.savez(path, pose_body=data["pose_body"][:20], root_orient=data["root_orient"][:20])
+    open_panel(page, "Motion")
+    upload_file(page, "Upload clip", path)
+    wait_until(lambda: motion.clip is not None and "srcdoc" in motion.info.content, timeout=60, what="the clip")
+    shown_as_text(page)
