@@ -62,3 +62,33 @@ def test_a_clip_named_like_html_is_shown_as_text(viewer_tab, tmp_path):
     upload_file(page, "Upload clip", path)
     wait_until(lambda: motion.clip is not None and "srcdoc" in motion.info.content, timeout=60, what="the clip")
     shown_as_text(page)
+
+
+def send_as_the_browser(session, handle, **updates) -> None:
+    """What viser runs for a GuiUpdateMessage from this tab's browser (any values a page script
+    could put in it), on the server's event loop."""
+    import asyncio
+
+    from viser._messages import GuiUpdateMessage
+
+    loop = session.app.server._websock_server._background_event_loop
+    message = GuiUpdateMessage(handle._impl.uuid, updates)
+    asyncio.run_coroutine_threadsafe(session.gui._handle_gui_updates(session.client.client_id, message),
+                                     loop).result(timeout=10)
+
+
+def test_values_out_of_range_from_the_browser_are_clamped(viewer_tab):
+    """Samples = 3000 (the slider stops at 16) once took the server to 9 GB: the panel reads every
+    value that sizes work within its own bounds, whatever the message says."""
+    page, session = viewer_tab
+    gen = session.panels["generate"]
+    open_panel(page, "Generate")
+    send_as_the_browser(session, gen.num, value=3000)
+    send_as_the_browser(session, gen.steps, value=2)
+    send_as_the_browser(session, gen.seed, value=1e30)
+    wait_until(lambda: gen.num.value == 3000 and gen.steps.value == 2, what="the forged values on the server")
+    from browser import click
+
+    click(page.get_by_role("button", name="Generate", exact=True))
+    wait_until(lambda: "generate_done" in session.timings, timeout=120, what="generation")
+    assert gen.trajectory.shape == (10, 16, 63), "16 samples and 10 steps at most"

@@ -13,6 +13,20 @@ if TYPE_CHECKING:
     from .pacer import Pacer
 
 Color = tuple[int, int, int]
+SEED_RANGE = (0, 2**32 - 1)
+
+
+def in_range(value: object, lo: float, hi: float, *, integer: bool = False) -> float:
+    """A GUI value as the server allows it: clamped to ``[lo, hi]`` (NaN or junk: ``lo``).
+
+    A page script can send any value, and viser does not check a slider's range: every value
+    that sizes work or memory is read through this, with the bounds the panel itself declares."""
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        number = float("nan")
+    number = lo if number != number else min(max(number, lo), hi)
+    return int(round(number)) if integer else number
 
 
 class SkeletonOverlay:

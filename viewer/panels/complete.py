@@ -12,6 +12,7 @@ from prior.parts import BODY_JOINT_NAMES, PARTS, joint_mask
 from prior.progress import Progress
 
 from ..body_handle import BodyHandle, BodyPool
+from ..widgets import SEED_RANGE, in_range
 from ..worker import JobContext
 from .base import Panel, ShownBody
 
@@ -25,6 +26,8 @@ PICKED_COLOR = (40, 200, 140)
 GHOST_OPACITY = 0.3
 SOLVERS = {"DPS": "dps", "DPoser": "dposer", "ScoreSDE": "scoresde"}  # dropdown label -> complete() solver
 PICKED_OPACITY = 0.75
+MAX_HYPOTHESES = 20
+SDE_STEPS = (50, 1000)
 MASKED_LIMB_OPACITY = 0.25  # the main body's masked limb while hypotheses are shown
 
 
@@ -68,8 +71,9 @@ class CompletePanel(Panel):
                 "Solver", tuple(SOLVERS), initial_value="DPS",
                 hint="DPS: posterior sampling guided by the visible joints (hypothesis 1 = consensus of the draws); "
                      "DPoser: the paper's truncated-diffusion optimisation (200 steps); ScoreSDE: masked sampling")
-            self.num = gui.add_slider("Hypotheses", min=1, max=20, step=1, initial_value=10)
-            self.sde_steps = gui.add_slider("ScoreSDE steps", min=50, max=1000, step=50, initial_value=500)
+            self.num = gui.add_slider("Hypotheses", min=1, max=MAX_HYPOTHESES, step=1, initial_value=10)
+            self.sde_steps = gui.add_slider("ScoreSDE steps", min=SDE_STEPS[0], max=SDE_STEPS[1], step=50,
+                                            initial_value=500)
             self.seed = gui.add_number("Seed", initial_value=0, step=1)
             self.run = gui.add_button("Complete", icon=viser.Icon.PUZZLE)
             self.pick = gui.add_slider("Hypothesis", min=1, max=10, step=1, initial_value=1, disabled=True,
@@ -142,9 +146,10 @@ class CompletePanel(Panel):
             return
         mask = joint_mask(sorted(session.mask))
         pose = session.pose.copy()
-        hyps = int(self.num.value)
-        solver = SOLVERS[self.solver.value]
-        steps, seed = int(self.sde_steps.value), int(self.seed.value)
+        hyps = in_range(self.num.value, 1, MAX_HYPOTHESES, integer=True)
+        solver = SOLVERS.get(self.solver.value, "dps")  # a client may send any string
+        steps = in_range(self.sde_steps.value, *SDE_STEPS, integer=True)
+        seed = in_range(self.seed.value, *SEED_RANGE, integer=True)
         labels = {j + 1 for j in session.mask}
         self._input = request = (pose.copy(), frozenset(session.mask))
         self.done = False
@@ -215,7 +220,7 @@ class CompletePanel(Panel):
             ghost.set_opacity(PICKED_OPACITY if picked else GHOST_OPACITY)
 
     def _on_pick(self) -> None:
-        self.picked = int(self.pick.value) - 1
+        self.picked = in_range(self.pick.value, 1, MAX_HYPOTHESES, integer=True) - 1
         self.session.pacer.post("ghost-style", self._style_ghosts)
 
     def adopt_picked(self) -> None:

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 KINDS = {"poses": "poses.npz", "mesh": "pose.{fmt}", "scene": "scene.viser"}  # kind -> download name
 SUFFIXES = {".npz": "poses", ".obj": "mesh", ".ply": "mesh", ".viser": "scene"}
+MESH_FORMATS = ("obj", "ply")
 
 
 class ExportPanel(Panel):
@@ -38,7 +39,7 @@ class ExportPanel(Panel):
             self.what = gui.add_markdown("")
             self.pose_download = gui.add_button("Download poses (.npz)", icon=viser.Icon.DOWNLOAD,
                                                 hint="Every body on screen, one frame each (AMASS SMPL-X layout)")
-            self.mesh_format = gui.add_dropdown("Mesh format", ("obj", "ply"), initial_value="obj")
+            self.mesh_format = gui.add_dropdown("Mesh format", MESH_FORMATS, initial_value=MESH_FORMATS[0])
             self.mesh_download = gui.add_button("Download mesh", icon=viser.Icon.DOWNLOAD,
                                                 hint="The first body on screen as it stands there: metres, Y up")
             self.scene_download = gui.add_button("Download scene (.viser)", icon=viser.Icon.DOWNLOAD,
@@ -66,14 +67,14 @@ class ExportPanel(Panel):
         if kind == "poses":
             return exports.poses_npz(shown)
         if kind == "mesh":
-            return exports.mesh_file(body, shown[0], mesh_format or str(self.mesh_format.value))
+            return exports.mesh_file(body, shown[0], mesh_format or MESH_FORMATS[0])
         return exports.scene_recording(body, shown)
 
     def download(self, client: viser.ClientHandle | None, kind: str) -> None:
         """Build an export on the worker and send it to the browser tab that asked."""
         if client is None:
             return
-        fmt = str(self.mesh_format.value)
+        fmt = self.mesh_format.value if self.mesh_format.value in MESH_FORMATS else MESH_FORMATS[0]
         name = KINDS[kind].format(fmt=fmt)
 
         def on_done(data: bytes) -> None:

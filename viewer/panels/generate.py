@@ -12,7 +12,7 @@ from prior.progress import Progress
 from prior.sampling import GenerationResult, generate
 
 from ..body_handle import BodyHandle, BodyPool
-from ..widgets import PlayButton
+from ..widgets import SEED_RANGE, PlayButton, in_range
 from ..worker import JobContext
 from .base import Panel, ShownBody, row_positions
 
@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 SAMPLE_COLOR = (150, 175, 205)
 PLAY_SECONDS = 4.0  # a whole trajectory replays in this long
 SPACING_M = 0.95  # distance between samples shown side by side
+MAX_SAMPLES = 16
+STEPS = (10, 1000)
 
 
 class GeneratePanel(Panel):
@@ -52,11 +54,11 @@ class GeneratePanel(Panel):
         self._t_user: float | None = None
         self._t_recent: collections.deque[float] = collections.deque(maxlen=30)  # values the app set
         with container:
-            self.num = gui.add_slider("Samples", min=1, max=16, step=1, initial_value=5)
+            self.num = gui.add_slider("Samples", min=1, max=MAX_SAMPLES, step=1, initial_value=5)
             self.sampler = gui.add_dropdown("Sampler", ("SDE", "ODE"), initial_value="SDE",
                                             hint="SDE: DPoser's Euler-Maruyama sampler; "
                                                  "ODE: deterministic probability flow")
-            self.steps = gui.add_slider("Steps", min=10, max=1000, step=10, initial_value=500)
+            self.steps = gui.add_slider("Steps", min=STEPS[0], max=STEPS[1], step=10, initial_value=500)
             self.seed = gui.add_number("Seed", initial_value=0, step=1, hint="Same seed, same samples")
             self.run = gui.add_button("Generate", icon=viser.Icon.SPARKLES)
             self.timestep = gui.add_slider("Timestep t", min=0.0, max=1.0, step=0.001, initial_value=0.0, disabled=True,
@@ -69,14 +71,15 @@ class GeneratePanel(Panel):
         self.timestep.on_update(self._on_scrub)
         self.player = PlayButton(self.play, session.pacer, "generate-play")
         self.play.on_click(lambda _: self.toggle_play())
-        self.use.on_click(lambda _: self.use_sample(int(self.pick.value) - 1))
+        self.use.on_click(lambda _: self.use_sample(in_range(self.pick.value, 1, MAX_SAMPLES, integer=True) - 1))
 
     # -- running -------------------------------------------------------------------------------
     def start(self) -> None:
         """Submit a generation job with the panel's settings; results stream into the scene."""
-        num, steps = int(self.num.value), int(self.steps.value)
+        num = in_range(self.num.value, 1, MAX_SAMPLES, integer=True)
+        steps = in_range(self.steps.value, *STEPS, integer=True)
         sampler = "sde" if self.sampler.value == "SDE" else "ode"
-        seed = int(self.seed.value)
+        seed = in_range(self.seed.value, *SEED_RANGE, integer=True)
         session = self.session
         session.mark("generate_clicked")
         self.stop_play()
@@ -160,13 +163,13 @@ class GeneratePanel(Panel):
     def _on_scrub(self, event: viser.GuiEvent) -> None:
         # Ignore the app's own updates (while streaming or playing) and the browser echoing them or
         # re-sending the user's last typed value (a number box commits again when it loses focus).
-        value = float(self.timestep.value)
+        value = in_range(self.timestep.value, 0.0, 1.0)
         if event.client is None or value in self._t_recent or value == self._t_user:
             return
         self._t_user = value
         self.stop_play()
         self.session.mark("scrubbed")
-        self.show_t(float(self.timestep.value))
+        self.show_t(value)
 
     def toggle_play(self) -> None:
         if self.player.playing:

@@ -9,6 +9,7 @@ import torch
 import viser
 
 from ..body_handle import BodyHandle
+from ..widgets import SEED_RANGE, in_range
 from ..worker import JobContext
 from .base import Panel, ShownBody
 
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
 OFFSET_M = 1.0  # x_t and x0_hat stand to the right of the current pose
 XT_COLOR = (170, 170, 170)
 X0_COLOR = (120, 200, 160)
+T_RANGE = (0.001, 1.0)
 
 
 def noised_and_estimate(prior, pose_body: np.ndarray, t: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -54,7 +56,7 @@ class InspectPanel(Panel):
             gui.add_markdown("Noise the current pose to time *t* and see the prior's one-step estimate "
                              "x̂₀ = (x_t + σ² s(x_t, t)) / α beside it.")
             self.enabled = gui.add_checkbox("Show x_t and x̂₀", initial_value=False)
-            self.t = gui.add_slider("t", min=0.001, max=1.0, step=0.001, initial_value=0.3)
+            self.t = gui.add_slider("t", min=T_RANGE[0], max=T_RANGE[1], step=0.001, initial_value=0.3)
             self.seed = gui.add_number("Noise seed", initial_value=0, step=1)
         self.enabled.on_update(lambda _: self._toggle())
         self.t.on_update(lambda _: self.update())
@@ -93,7 +95,8 @@ class InspectPanel(Panel):
         """Recompute x_t and x0_hat for the current pose on the worker and redraw them."""
         if not (self.enabled.value and self.active):
             return
-        pose, t, seed = self.session.pose.copy(), float(self.t.value), int(self.seed.value)
+        pose, t = self.session.pose.copy(), in_range(self.t.value, *T_RANGE)
+        seed = in_range(self.seed.value, *SEED_RANGE, integer=True)
 
         def run(ctx: JobContext) -> tuple[np.ndarray, np.ndarray]:
             return noised_and_estimate(ctx.resources.prior, pose, t, seed)

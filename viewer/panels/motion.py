@@ -25,7 +25,7 @@ from ..body_handle import BodyHandle
 from ..markup import literal
 from ..rig import NUM_BONES, RigPose
 from ..uploads import MAX_CLIP_BYTES, upload_error, uploaded_to_file
-from ..widgets import PlayButton, SkeletonOverlay
+from ..widgets import SEED_RANGE, PlayButton, SkeletonOverlay, in_range
 from ..worker import JobContext
 from .base import Panel, ShownBody
 
@@ -39,6 +39,7 @@ NOISY_COLOR = (225, 70, 60)
 SLOT_M = 1.0
 SLOTS = {"original": -SLOT_M, "noisy": 0.0, "denoised": SLOT_M}  # x of each, side by side
 SPEEDS = ("0.25x", "0.5x", "1x", "2x")
+MAX_NOISE_M = 0.1
 
 
 def z_up_to_y_up(root_orient: np.ndarray) -> bool:
@@ -102,7 +103,7 @@ class MotionPanel(Panel):
                 self.speed = gui.add_dropdown("Speed", SPEEDS, initial_value="1x")
                 self.layout = gui.add_dropdown("Layout", ("side by side", "overlaid"), initial_value="side by side")
             with gui.add_folder("Denoise"):
-                self.noise = gui.add_slider("Joint noise (m)", min=0.0, max=0.1, step=0.005, initial_value=0.04)
+                self.noise = gui.add_slider("Joint noise (m)", min=0.0, max=MAX_NOISE_M, step=0.005, initial_value=0.04)
                 self.noise_seed = gui.add_number("Noise seed", initial_value=0, step=1)
                 self.add_noise = gui.add_button("Add noise", disabled=True)
                 self.denoise = gui.add_button("Denoise", icon=viser.Icon.WAND, disabled=True)
@@ -239,7 +240,8 @@ class MotionPanel(Panel):
         motion, session = self.motion, self.session
         if not isinstance(motion, Clip):
             return
-        std, seed = float(self.noise.value), int(self.noise_seed.value)
+        std = in_range(self.noise.value, 0.0, MAX_NOISE_M)
+        seed = in_range(self.noise_seed.value, *SEED_RANGE, integer=True)
 
         def on_done(observations: Observations) -> None:
             if self.motion is not motion:
@@ -333,10 +335,11 @@ class MotionPanel(Panel):
     # -- playback ----------------------------------------------------------------------------------
     def _on_timeline(self, event: viser.GuiEvent) -> None:
         # Ignore the app's own updates during playback and the browser echoing them back.
-        if event.client is None or int(self.timeline.value) == self.frame:
+        frame = in_range(self.timeline.value, 0, self.clip.num_frames - 1 if self.clip else 0, integer=True)
+        if event.client is None or frame == self.frame:
             return
         self.stop_play()
-        self.show_frame(int(self.timeline.value))
+        self.show_frame(frame)
 
     def show_frame(self, frame: int) -> None:
         self.frame = frame
@@ -355,7 +358,7 @@ class MotionPanel(Panel):
             clip = self.clip
             if clip is None:
                 return
-            speed = float(self.speed.value.rstrip("x"))
+            speed = float(self.speed.value.rstrip("x")) if self.speed.value in SPEEDS else 1.0
             self._play_pos = (self._play_pos + dt * clip.fps * speed) % clip.num_frames
             self.frame = int(self._play_pos)
             self._draw_frame()
