@@ -92,3 +92,45 @@ def test_values_out_of_range_from_the_browser_are_clamped(viewer_tab):
     click(page.get_by_role("button", name="Generate", exact=True))
     wait_until(lambda: "generate_done" in session.timings, timeout=120, what="generation")
     assert gen.trajectory.shape == (10, 16, 63), "16 samples and 10 steps at most"
+
+
+def test_a_page_from_another_origin_cannot_drive_the_viewer(chromium, viewer_app, tmp_path):
+    """A page served from elsewhere (here: another port of this machine) opens the viewer's
+    websocket as viser's own client does: it is refused, and no session starts. So is a page
+    loaded under a foreign host name (DNS rebinding). The viewer's own page still connects."""
+    import functools
+    import http.server
+    import threading
+    import urllib.error
+    import urllib.request
+
+    import viser
+
+    from browser import VIEWPORT
+
+    port = viewer_app.port
+    (tmp_path / "index.html").write_text(f"""<script>
+      window.result = "pending";
+      const ws = new WebSocket("ws://127.0.0.1:{port}", ["viser-v{viser.__version__}"]);
+      ws.onopen = () => {{ window.result = "open"; }};
+      ws.onclose = () => {{ if (window.result === "pending") window.result = "refused"; }};
+    </script>""")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    attacker = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=attacker.serve_forever, daemon=True).start()
+    before = {id(s) for s in viewer_app.all_sessions()}
+    page = chromium.new_page(viewport=VIEWPORT)
+    try:
+        page.goto(f"http://127.0.0.1:{attacker.server_address[1]}/index.html")
+        wait_until(lambda: page.evaluate("() => window.result") != "pending", timeout=30, what="the handshake")
+        assert page.evaluate("() => window.result") == "refused", "another site's page got a viewer session"
+        assert {id(s) for s in viewer_app.all_sessions()} <= before, "a session started for that page"
+    finally:
+        page.close()
+        attacker.shutdown()
+    rebinding = urllib.request.Request(f"http://127.0.0.1:{port}/", headers={"Host": f"attacker.example:{port}"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(rebinding, timeout=10)
+    assert refused.value.code == 403
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as own:
+        assert own.status == 200

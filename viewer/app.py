@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import torch
 import tyro
 import viser
@@ -16,8 +17,9 @@ import viser
 from prior.errors import InputError
 from prior.pose_prior import resolve_device
 
+from . import guard
 from .resources import Resources, body_resource, prior_resource
-from .session import ClientSession
+from .session import ARM_SPAN_M, ClientSession, framed_view
 from .worker import Job, JobContext, PriorWorker
 
 
@@ -83,11 +85,16 @@ class ViewerApp:
         self.loading_prior = True
         self._last_status = 0.0
         self.worker = PriorWorker(self.resources, on_change=self._on_worker_change)
+        guard.install()  # before the server starts: every request to it is checked
         self.server = viser.ViserServer(host=host, port=port, label="dposer-view", verbose=verbose)
-        cam = self.server.initial_camera  # framed on one standing body, seen from the front (+Z)
+        guard.guard_port(self.server.get_port(), guard.HostPolicy(host))
+        # A new tab starts framed on the standing body as its session will frame it: the same view
+        # whichever of the two cameras the browser applies last.
+        position, look_at = framed_view(np.array([0.0, 0.5 * rig.height_m, 0.0]), ARM_SPAN_M, rig.height_m)
+        cam = self.server.initial_camera
         cam.up = (0.0, 1.0, 0.0)
-        cam.position = (0.0, 0.5 * rig.height_m + 0.8, 3.4)
-        cam.look_at = (0.0, 0.5 * rig.height_m, 0.0)
+        cam.position = tuple(position)
+        cam.look_at = tuple(look_at)
         self.server.on_client_connect(self._on_connect)
         self.server.on_client_disconnect(self._on_disconnect)
         self._load_prior_job(ckpt, requester=None, display_name=None, delete_after=False)
@@ -216,6 +223,7 @@ class ViewerApp:
         self.worker.submit(Job("load_body", self, run, on_done=on_done, on_error=on_error))
 
     def stop(self) -> None:
+        guard.release_port(self.port)
         self.worker.stop()
         for session in self.all_sessions():
             session.close()

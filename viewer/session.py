@@ -31,6 +31,27 @@ if TYPE_CHECKING:
 
 ACTIVE_MARK = "▸ "  # marks the open panel in the panel bar
 PANEL_FRACTION = 0.25  # of the canvas width, covered by the control panel on the right
+ARM_SPAN_M = 1.9  # room for one body's arms when framing
+
+
+def framed_view(
+    center: np.ndarray, width_m: float, height_m: float, *, fov: float | None = None, aspect: float | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(position, look_at)`` of a camera in front of (+Z) bodies of ``height_m`` spread over
+    ``width_m`` around ``center``, all in view of a vertical field of view ``fov`` (radians) on a
+    canvas of ``aspect`` (width / height; defaults 50 degrees and 16:10)."""
+    fov = float(fov) if fov else math.radians(50)
+    aspect = float(aspect) if aspect else 16 / 10
+    height = 1.15 * height_m
+    # The control panel covers about the right quarter of the canvas: fit the bodies into the
+    # rest and shift the view so they sit in its middle.
+    free = 1.0 - PANEL_FRACTION
+    dist_v = 0.5 * height / math.tan(0.5 * fov)
+    dist_h = 0.5 * width_m / (math.tan(0.5 * fov) * aspect * free)
+    dist = max(dist_v, dist_h, 1.5) * 1.1
+    view_w = 2 * dist * math.tan(0.5 * fov) * aspect
+    look_at = np.asarray(center, np.float64) + np.array([0.5 * PANEL_FRACTION * view_w, 0.0, 0.0])
+    return look_at + np.array([0.0, 0.25 * dist, dist]), look_at
 
 
 class ClientSession:
@@ -196,25 +217,14 @@ class ClientSession:
         extent = self.stage_panel.extent() if self.stage_panel is not None else None
         lo, hi = extent if extent is not None else (0.0, 0.0)
         height = self.rig.height_m
-        return np.array([(lo + hi) / 2, 0.5 * height, 0.0]), (hi - lo) + 1.9  # + one arm span
+        return np.array([(lo + hi) / 2, 0.5 * height, 0.0]), (hi - lo) + ARM_SPAN_M
 
     def frame_camera(self) -> None:
         """Point the camera at the shown bodies from the front (+Z), all of them in view."""
         self.framed.add(self.stage)
         center, width = self.stage_extent()
-        height = self.rig.height_m * 1.15
         cam = self.client.camera
-        fov = float(cam.fov) if cam.fov else math.radians(50)
-        aspect = float(cam.aspect) if cam.aspect else 16 / 9
-        # The control panel covers about the right quarter of the canvas: fit the bodies into the
-        # rest and shift the view so they sit in its middle.
-        free = 1.0 - PANEL_FRACTION
-        dist_v = 0.5 * height / math.tan(0.5 * fov)
-        dist_h = 0.5 * width / (math.tan(0.5 * fov) * aspect * free)
-        dist = max(dist_v, dist_h, 1.5) * 1.1
-        view_w = 2 * dist * math.tan(0.5 * fov) * aspect
-        center = center + np.array([0.5 * PANEL_FRACTION * view_w, 0.0, 0.0])
-        self._set_camera(center + np.array([0.0, 0.25 * dist, dist]), center)
+        self._set_camera(*framed_view(center, width, self.rig.height_m, fov=cam.fov, aspect=cam.aspect))
         self.mark("framed")
 
     def _set_camera(self, position: np.ndarray, look_at: np.ndarray) -> None:

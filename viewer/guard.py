@@ -1,0 +1,110 @@
+"""Only the viewer's own page may talk to the viewer.
+
+A server bound to 127.0.0.1 is still reachable from any web page open in the user's browser: a
+page on another site can open ``ws://127.0.0.1:8080`` (browsers send its ``Origin`` but do not
+stop it), and a DNS-rebinding name can load the page itself under a foreign ``Host``. viser's
+websocket server checks neither, so every HTTP request and websocket handshake to a guarded port
+passes :func:`allowed` first:
+
+- ``Host`` must be one of the viewer's own names (loopback names and the ``--host`` address, each
+  with the port) unless the viewer listens on every address (``0.0.0.0`` / ``::``);
+- a request that carries an ``Origin`` (every browser websocket does) must come from the same
+  scheme, host and port as its ``Host``: the viewer's own page.
+
+The check wraps the ``process_request`` hook viser passes to ``websockets.asyncio.server.serve``
+(installed once, before the server starts); ports without a registered policy pass unchanged.
+"""
+
+from __future__ import annotations
+
+import http
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import websockets.asyncio.server
+from websockets.datastructures import Headers
+from websockets.http11 import Request, Response
+
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")
+
+
+@dataclass(frozen=True)
+class HostPolicy:
+    """Who may reach a viewer listening on ``host`` (the ``--host`` value)."""
+
+    host: str
+
+    def allowed(self, host_header: str | None, origin: str | None, port: int) -> bool:
+        """Whether a request with these ``Host`` / ``Origin`` headers, to ``port``, may go on."""
+        if not host_header:
+            return False
+        name, header_port = _split_host(host_header)
+        if header_port not in (None, port):
+            return False
+        if self.host not in WILDCARD_HOSTS and name not in {*LOOPBACK_NAMES, self.host.strip("[]")}:
+            return False  # a foreign name pointed at this address (DNS rebinding)
+        if origin is None:
+            return True  # not a browser page (a script on this machine): nothing cross-site
+        parts = urlsplit(origin)
+        if parts.scheme not in ("http", "https") or parts.hostname is None:
+            return False  # "null" (sandboxed frames, files) and the like
+        return (parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)) == (name, port)
+
+
+_policies: dict[int, HostPolicy] = {}
+_lock = threading.Lock()
+_original_serve: Callable[..., Any] | None = None
+
+
+def guard_port(port: int, policy: HostPolicy) -> None:
+    """Check every request to the local ``port`` against ``policy`` from now on."""
+    install()
+    with _lock:
+        _policies[port] = policy
+
+
+def release_port(port: int) -> None:
+    with _lock:
+        _policies.pop(port, None)
+
+
+def install() -> None:
+    """Wrap ``websockets.asyncio.server.serve`` (once) so that servers started after this check
+    their guarded ports; call before the viser server is created."""
+    global _original_serve
+    with _lock:
+        if _original_serve is not None:
+            return
+        _original_serve = websockets.asyncio.server.serve
+        original = _original_serve
+
+        def serve(*args: Any, process_request: Callable[..., Any] | None = None, **kwargs: Any) -> Any:
+            return original(*args, process_request=_checked(process_request), **kwargs)
+
+        websockets.asyncio.server.serve = serve  # type: ignore[assignment]
+
+
+def _checked(process_request: Callable[..., Any] | None) -> Callable[..., Any]:
+    def check(connection: Any, request: Request) -> Response | None:
+        port = connection.local_address[1]
+        with _lock:
+            policy = _policies.get(port)
+        if policy is not None and not policy.allowed(request.headers.get("Host"), request.headers.get("Origin"), port):
+            return Response(http.HTTPStatus.FORBIDDEN, "Forbidden", Headers({"Content-Length": "0"}), b"")
+        return process_request(connection, request) if process_request is not None else None
+
+    return check
+
+
+def _split_host(value: str) -> tuple[str, int | None]:
+    """``"127.0.0.1:8080"`` -> ``("127.0.0.1", 8080)``; ``"[::1]:80"`` -> ``("::1", 80)``."""
+    parts = urlsplit(f"//{value}")
+    try:
+        port = parts.port
+    except ValueError:
+        return ("", -1)
+    return ((parts.hostname or "").lower(), port)
