@@ -75,7 +75,6 @@ class MotionPanel(Panel):
         self.observations: Observations | None = None  # what Denoise fits (noisy or observed joints)
         self.fit: MotionFit | None = None  # the last finished fit
         self.gt_joints: np.ndarray | None = None
-        self.noisy_joints: np.ndarray | None = None
         self.denoised: np.ndarray | None = None
         self.frame = 0
         self.errors_mm: dict[str, np.ndarray] = {}
@@ -182,7 +181,7 @@ class MotionPanel(Panel):
         self._begin(clip, observations.joints, up_root)
         self.motion, self.gt_joints = motion, observations.gt_joints
         if isinstance(motion, JointTrack):
-            self.track, self.observations, self.noisy_joints = motion, observations, observations.joints
+            self.track, self.observations = motion, observations
             self.info.content += f"; observed joints ({100 * motion.seen.mean():.0f}% seen), no ground truth"
             self.denoise.disabled = False
             session.pacer.post("motion-setup", self._setup_track)
@@ -199,7 +198,7 @@ class MotionPanel(Panel):
         session.cancel("denoise")
         self.clip, self.track, self.fitted_root = clip, None, None
         self.motion = self.observations = self.fit = None
-        self.gt_joints = self.noisy_joints = self.denoised = None
+        self.gt_joints = self.denoised = None
         self.errors_mm = {}
         turn = np.array([[1.0, 0, 0], [0, 0, 1.0], [0, -1.0, 0]]) if z_up_to_y_up(root_orient) else np.eye(3)
         shown = joints @ turn.T
@@ -234,6 +233,11 @@ class MotionPanel(Panel):
         self._draw_frame()
         self.session.frame_once()
 
+    @property
+    def noisy_joints(self) -> np.ndarray | None:
+        """``(T, 22, 3)`` what Denoise fits: the noisy or observed joints (NaN = not seen)."""
+        return None if self.observations is None else self.observations.joints
+
     # -- noise and denoising ---------------------------------------------------------------------
     def make_noisy(self) -> None:
         """Add Gaussian noise (std from the slider, metres) to the clip's joints (on the worker)."""
@@ -247,7 +251,6 @@ class MotionPanel(Panel):
             if self.motion is not motion:
                 return  # another clip was loaded meanwhile
             self.observations = observations
-            self.noisy_joints = observations.joints
             self.denoised = self.fit = None
             self.errors_mm = {"noisy": observations.input_errors_mm()}
             self.denoise.disabled = False
