@@ -80,7 +80,7 @@ class ViewerProcess:
             if not line:
                 raise AssertionError("dposer-view exited before printing its URL:\n" + "".join(self.output))
             self.output.append(line)
-            found = re.search(r"dposer-view running at (http://[\w.\-\[\]:]+:\d+)", line)
+            found = re.search(r"dposer-view running at (http://[\w.\-\[\]:]+:\d+(?:/\?token=[\w\-]+)?)", line)
             if found:
                 self.url_printed = time.perf_counter()
                 return found.group(1)

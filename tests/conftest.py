@@ -36,13 +36,14 @@ def chromium():
 
 
 @pytest.fixture(scope="module")
-def viewer_app():
-    """The viewer app in this process on a free port (its per-tab state can be inspected)."""
+def viewer_app(tmp_path_factory):
+    """The viewer app in this process on a free port (its per-tab state can be inspected); its
+    export folder is a fresh temporary one."""
     from viewer.app import ViewerApp
 
     if not CONFORMANCE_CKPT.is_file():
         pytest.fail(f"conformance checkpoint not found at {CONFORMANCE_CKPT}")
-    app = ViewerApp(ckpt=CONFORMANCE_CKPT, port=0, verbose=False)
+    app = ViewerApp(ckpt=CONFORMANCE_CKPT, port=0, export_dir=tmp_path_factory.mktemp("exports"), verbose=False)
     yield app
     app.stop()
 

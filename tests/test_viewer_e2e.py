@@ -325,11 +325,12 @@ def test_export_downloads(viewer_tab, tmp_path):
         assert list(data["body_names"]) == ["pose"]
     mesh = export.export_bytes("mesh", mesh_format="obj")
     assert mesh.count(b"\nf ") == session.app.resources.body.faces.shape[0]
-    export.save_to_path(tmp_path / "pose.ply")
+    export.save_file("pose.ply")
     import trimesh
 
-    wait_until(lambda: (tmp_path / "pose.ply").exists(), timeout=60, what="the saved mesh")
-    assert len(trimesh.load(tmp_path / "pose.ply").faces) == session.app.resources.body.faces.shape[0]
+    saved = session.app.export_dir / "pose.ply"
+    wait_until(lambda: saved.exists(), timeout=60, what="the saved mesh")
+    assert len(trimesh.load(saved).faces) == session.app.resources.body.faces.shape[0]
     scene = export.export_bytes("scene")
     assert len(scene) > 10_000
 

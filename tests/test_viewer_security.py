@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
-from browser import open_panel, upload_file, wait_until
+from browser import open_panel, set_gui_number, upload_file, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -132,5 +133,172 @@ def test_a_page_from_another_origin_cannot_drive_the_viewer(chromium, viewer_app
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(rebinding, timeout=10)
     assert refused.value.code == 403
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as own:
+    with urllib.request.urlopen(viewer_app.url, timeout=10) as own:
         assert own.status == 200
+
+
+def test_only_the_printed_address_with_its_token_opens_the_viewer(chromium):
+    """The installed `dposer-view` on all addresses: a page without the token (or with a wrong
+    one) gets 403 and no session; the printed address loads the viewer and its websocket (which
+    carries the token by the cookie that first load set)."""
+    import urllib.error
+    import urllib.request
+
+    from browser import VIEWPORT, ViewerProcess
+
+    viewer = ViewerProcess("--host", "0.0.0.0")
+    try:
+        base, _, token = viewer.url.partition("/?token=")
+        assert len(token) >= 20, viewer.url
+        for url in (base + "/", f"{base}/?token={token[:-1]}x", base + "/index.html"):
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(url, timeout=10)
+            assert refused.value.code == 403, url
+        page = chromium.new_page(viewport=VIEWPORT)
+        try:
+            page.goto(base + "/")
+            page.get_by_text("needs its access token").wait_for(timeout=30_000)
+            page.goto(viewer.url)
+            page.get_by_role("button", name="Frame view").wait_for(timeout=60_000)  # the websocket got in
+        finally:
+            page.close()
+    finally:
+        viewer.stop()
+    assert "anyone given the address above can use the viewer" in viewer.log()
+
+
+def test_an_oversized_upload_is_refused_as_it_starts(chromium, viewer_app, tmp_path, monkeypatch):
+    """viser buffers a whole upload before the button hears of it (a 600 MB upload peaked at
+    1.6 GB): the declared size is checked when the transfer starts, so none of it is kept."""
+    import viewer.panels.motion
+
+    from conftest import open_tab
+
+    monkeypatch.setattr(viewer.panels.motion, "MAX_CLIP_BYTES", 2**20)  # read when a tab opens
+    context, page, session = open_tab(chromium, viewer_app)
+    try:
+        motion = session.panels["motion"]
+        before = motion.clip
+        big = tmp_path / "big.npz"
+        big.write_bytes(b"PK\x03\x04" + bytes(6 * 2**20))
+        open_panel(page, "Motion")
+        upload_file(page, "Upload clip", big)
+        wait_until(lambda: any(title == "Upload refused" for title, _ in session.notifications), timeout=30,
+                   what=lambda: f"the refusal (notifications {session.notifications})")
+        message = next(body for title, body in session.notifications if title == "Upload refused")
+        assert message.startswith("big.npz: ") and "6 MiB, more than the 1 MiB limit" in message, message
+        page.get_by_text("Upload refused").first.wait_for(timeout=10_000)
+        assert not session.gui._current_file_upload_states, "the refused upload is still buffered"
+        assert motion.clip is before and not any(t == "Cannot load clip" for t, _ in session.notifications)
+    finally:
+        context.close()
+
+
+def test_a_client_that_sends_more_than_it_declared_is_cut_off(viewer_tab):
+    """A page script can declare a small upload and send large parts: the transfer is dropped as
+    soon as more arrived than it declared, and the button never hears of it."""
+    import asyncio
+
+    from viser._messages import FileTransferPart, FileTransferStartUpload
+
+    page, session = viewer_tab
+    motion = session.panels["motion"]
+    before = motion.clip
+    connection = session.gui._websock_interface
+    loop = session.app.server._websock_server._background_event_loop
+    client_id = session.client.client_id
+
+    def send(message) -> None:  # what viser runs for the message from this tab's browser
+        asyncio.run_coroutine_threadsafe(connection._handle_incoming_message(client_id, message),
+                                         loop).result(timeout=10)
+
+    uuid = motion.upload._impl.uuid
+    send(FileTransferStartUpload(uuid, "lie", "lie.npz", "application/octet-stream", part_count=1000, size_bytes=1000))
+    assert "lie" in session.gui._current_file_upload_states
+    send(FileTransferPart(uuid, "lie", 0, bytes(2**20)))
+    assert "lie" not in session.gui._current_file_upload_states, "more than declared is still buffered"
+    send(FileTransferPart(uuid, "lie", 1, bytes(2**20)))
+    assert "lie" not in session.gui._current_file_upload_states
+    wait_until(lambda: any(t == "Upload refused" and body.startswith("lie.npz: ") for t, body in session.notifications),
+               what="the refusal")
+    assert motion.clip is before
+
+
+def test_save_writes_only_into_the_export_folder(viewer_tab, tmp_path):
+    """A page once overwrote any file the server user could write through "Save to path". Save
+    now takes a file name, written into the app's export folder; a path is refused."""
+    from browser import click, gui_row
+
+    page, session = viewer_tab
+    folder = session.app.export_dir
+    outside = tmp_path / "victim.txt"
+    outside.write_text("keep me")
+    open_panel(page, "Export")
+    box = gui_row(page, "File name").locator("input").first
+    for name in (str(outside.with_suffix(".npz")), "../victim.npz", "sub/x.npz", ".hidden.npz", "poses.txt"):
+        session.notifications.clear()
+        box.fill(name)
+        box.press("Enter")
+        wait_until(lambda: session.panels["export"].file_name.value == name, what="the name on the server")
+        click(page.get_by_role("button", name="Save to export folder"))
+        wait_until(lambda: any(t == "Cannot save" for t, _ in session.notifications), timeout=30,
+                   what=lambda: f"the refusal of {name!r} (notifications {session.notifications})")
+    assert outside.read_text() == "keep me" and not outside.with_suffix(".npz").exists()
+    assert not (folder.parent / "victim.npz").exists()
+    box.fill("my pose.npz")
+    box.press("Enter")
+    wait_until(lambda: session.panels["export"].file_name.value == "my pose.npz", what="the name on the server")
+    click(page.get_by_role("button", name="Save to export folder"))
+    wait_until(lambda: (folder / "my pose.npz").exists(), timeout=60, what="the saved file in the export folder")
+    with np.load(folder / "my pose.npz", allow_pickle=False) as data:
+        assert data["pose_body"].shape == (1, 63)
+    assert sorted(p.name for p in folder.iterdir()) == ["my pose.npz"], "only the file itself (no temporary files)"
+
+
+def test_a_closed_tab_frees_its_session(chromium, viewer_app):
+    """A tab's state (its clip, bodies, GUI callbacks) is a web of references: once freed only
+    whenever the collector happened to run, and the last tab's never (the worker kept its last
+    job). Three rounds of "load a big clip, close the tab" took the server from 291 to 3731 MB."""
+    import weakref
+
+    from prior.files import asset_path
+
+    from conftest import open_tab
+
+    context, page, session = open_tab(chromium, viewer_app)
+    motion = session.panels["motion"]
+    motion.load_file(asset_path("gesture_clip.npz"))
+    wait_until(lambda m=motion: m.clip is not None, timeout=60, what="the clip")
+    freed = weakref.ref(session)
+    del session, motion  # before Playwright's next call: it keeps the calling frames (and their locals)
+    context.close()
+    wait_until(lambda: freed() is None, timeout=30, what="the closed tab's session to be freed")
+
+
+def test_a_prior_that_outputs_nan_is_reported_not_drawn(viewer_tab):
+    """Weights that are finite but huge (x1e30) turned every sample into NaN without a word. The
+    loader now refuses such files; should a prior still produce NaN, the tab says so and draws
+    nothing of it."""
+    from browser import click
+    from prior_helpers import small_random_prior
+
+    page, session = viewer_tab
+    app = session.app
+    broken = small_random_prior()
+    with torch.no_grad():
+        for p in broken.net.parameters():
+            p.mul_(1e30)
+    kept = app.resources.prior
+    app.resources.prior = broken
+    try:
+        gen = session.panels["generate"]
+        open_panel(page, "Generate")
+        set_gui_number(page, "Steps", 10)
+        wait_until(lambda: gen.steps.value == 10, what="10 steps on the server")
+        click(page.get_by_role("button", name="Generate", exact=True))
+        wait_until(lambda: any(t == "Generate failed" and "NaN or Inf" in body for t, body in session.notifications),
+                   timeout=120, what=lambda: f"the refusal (notifications {session.notifications})")
+        page.get_by_text("Generate failed").first.wait_for(timeout=10_000)
+        assert "generate_done" not in session.timings, "the NaN samples were shown"
+    finally:
+        app.resources.prior = kept

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import gc
+import re
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -20,7 +23,8 @@ from prior.pose_prior import resolve_device
 from . import guard
 from .resources import Resources, body_resource, prior_resource
 from .session import ARM_SPAN_M, ClientSession, framed_view
-from .worker import Job, JobContext, PriorWorker
+from .uploads import MAX_BODY_MODEL_BYTES, MAX_CHECKPOINT_BYTES, upload_error, uploaded_to_file
+from .worker import Job, PriorWorker
 
 
 @dataclass
@@ -39,6 +43,12 @@ class ViewerArgs:
     """Port to listen on (the next free one if taken; 0 picks any free port)."""
     clip: Path | None = None
     """A motion clip to open in the Motion tab of every new browser tab."""
+    token: str = "auto"
+    """Access token the page's address must carry (``?token=...``, printed at start), so that only
+    who was given the address can use the viewer: "auto" makes a random one, "none" needs none
+    (anyone who can reach the port, including other users of this machine, gets in)."""
+    export_dir: Path = Path("dposer-exports")
+    """Folder the Save buttons write into (made when first used); the viewer writes nowhere else."""
     threads: int = 1
     """CPU threads for torch. One keeps interactive jobs (small batches) fast and the page
     responsive on a busy CPU; more help large batches on an idle many-core machine."""
@@ -63,6 +73,8 @@ class ViewerApp:
         port: int = 8080,
         clip: str | Path | None = None,
         threads: int | None = 1,
+        export_dir: str | Path = "dposer-exports",
+        token: str | None = "auto",
         verbose: bool = True,
     ) -> None:
         self.startup_errors: list[str] = []
@@ -80,6 +92,7 @@ class ViewerApp:
             body, rig, body_label = body_resource(None)
         self.resources = Resources(device=resolve_device(device), body=body, rig=rig, body_label=body_label)
         self.clip = Path(clip) if clip is not None else None
+        self.export_dir = Path(export_dir).expanduser().resolve()
         self.sessions: dict[int, ClientSession] = {}
         self._sessions_lock = threading.Lock()
         self.loading_prior = True
@@ -87,7 +100,8 @@ class ViewerApp:
         self.worker = PriorWorker(self.resources, on_change=self._on_worker_change)
         guard.install()  # before the server starts: every request to it is checked
         self.server = viser.ViserServer(host=host, port=port, label="dposer-view", verbose=verbose)
-        guard.guard_port(self.server.get_port(), guard.HostPolicy(host))
+        self.token = guard.new_token() if token == "auto" else (None if token in (None, "", "none") else token)
+        guard.guard_port(self.server.get_port(), guard.HostPolicy(host, self.token))
         # A new tab starts framed on the standing body as its session will frame it: the same view
         # whichever of the two cameras the browser applies last.
         position, look_at = framed_view(np.array([0.0, 0.5 * rig.height_m, 0.0]), ARM_SPAN_M, rig.height_m)
@@ -97,7 +111,7 @@ class ViewerApp:
         cam.look_at = tuple(look_at)
         self.server.on_client_connect(self._on_connect)
         self.server.on_client_disconnect(self._on_disconnect)
-        self._load_prior_job(ckpt, requester=None, display_name=None, delete_after=False)
+        self._load_prior_job(ckpt, requester=None)
 
     # -- addresses -----------------------------------------------------------------------------
     @property
@@ -108,7 +122,8 @@ class ViewerApp:
     def url(self) -> str:
         host = self.server.get_host()
         host = "localhost" if host in ("0.0.0.0", "::") else host
-        return f"http://{host}:{self.port}"
+        query = "" if self.token is None else f"/?token={self.token}"
+        return f"http://{host}:{self.port}{query}"
 
     # -- sessions ------------------------------------------------------------------------------
     def _on_connect(self, client: viser.ClientHandle) -> None:
@@ -127,6 +142,13 @@ class ViewerApp:
             session = self.sessions.pop(client.client_id, None)
         if session is not None:
             session.close()
+            del session
+            # A tab's state is a web of references (GUI callbacks, panels, bodies) holding its
+            # clips and meshes, and viser still holds the tab while this runs: collected just
+            # after, rather than whenever the collector next happens to run (maybe never).
+            collect = threading.Timer(1.0, gc.collect)
+            collect.daemon = True
+            collect.start()
 
     def all_sessions(self) -> list[ClientSession]:
         with self._sessions_lock:
@@ -152,20 +174,15 @@ class ViewerApp:
 
     # -- switching models ----------------------------------------------------------------------
     def _load_prior_job(self, path: str | Path | None, *, requester: ClientSession | None,
-                        display_name: str | None, delete_after: bool) -> None:
+                        upload: viser.UploadedFile | None = None) -> None:
         device = self.resources.device
-
-        def run(ctx: JobContext):
-            try:
-                return prior_resource(path, device)
-            finally:
-                if delete_after and path is not None:
-                    Path(path).unlink(missing_ok=True)
+        read = _reader(lambda p: prior_resource(p, device), path, upload, MAX_CHECKPOINT_BYTES)
+        name = _display_name(path, upload)
 
         def on_done(result) -> None:
             prior, label = result
-            if display_name is not None:
-                label = f"{display_name} ({prior.info.get('format', '?')})"
+            if upload is not None:
+                label = f"{name} ({prior.info.get('format', '?')})"
             self.resources.prior, self.resources.prior_label, self.resources.prior_error = prior, label, None
             self.loading_prior = False
             self._on_worker_change()
@@ -174,8 +191,6 @@ class ViewerApp:
                     session.notify("Prior loaded", label)
 
         def on_error(message: str) -> None:
-            if display_name is not None and path is not None:
-                message = message.replace(str(path), display_name)
             self.loading_prior = False
             if self.resources.prior is None:
                 self.resources.prior_error = message
@@ -185,28 +200,26 @@ class ViewerApp:
             for session in targets:
                 session.notify("Cannot load prior", message, error=True)
 
-        self.worker.submit(Job("load_prior", self, run, on_done=on_done, on_error=on_error))
+        self.worker.submit(Job("load_prior", self, lambda ctx: read(), on_done=on_done, on_error=on_error,
+                               on_cancel=_replaced_notice(requester, "prior", name)))
 
-    def switch_prior(self, path: str | Path | None, *, requester: ClientSession | None = None,
-                     display_name: str | None = None, delete_after: bool = False) -> None:
-        """Load another prior on the worker; every tab uses it once it has loaded."""
-        self._load_prior_job(path, requester=requester, display_name=display_name, delete_after=delete_after)
+    def switch_prior(self, path: str | Path | None = None, *, requester: ClientSession | None = None,
+                     upload: viser.UploadedFile | None = None) -> None:
+        """Load another prior (a path; None: the shipped default; or a browser upload) on the
+        worker; every tab uses it once it has loaded."""
+        self._load_prior_job(path, requester=requester, upload=upload)
 
-    def switch_body(self, path: str | Path | None, *, requester: ClientSession | None = None,
-                    display_name: str | None = None, delete_after: bool = False) -> None:
-        """Load another body model on the worker; every tab redraws its bodies with it."""
-
-        def run(ctx: JobContext):
-            try:
-                return body_resource(path)
-            finally:
-                if delete_after and path is not None:
-                    Path(path).unlink(missing_ok=True)
+    def switch_body(self, path: str | Path | None = None, *, requester: ClientSession | None = None,
+                    upload: viser.UploadedFile | None = None) -> None:
+        """Load another body model (a path; None: the mannequin; or a browser upload) on the
+        worker; every tab redraws its bodies with it."""
+        read = _reader(body_resource, path, upload, MAX_BODY_MODEL_BYTES)
+        name = _display_name(path, upload)
 
         def on_done(result) -> None:
             body, rig, label = result
-            if display_name is not None:
-                label = f"{body.kind} ({display_name})"
+            if upload is not None:
+                label = f"{body.kind} ({name})"
             res = self.resources
             res.body, res.rig, res.body_label = body, rig, label
             for session in self.all_sessions():
@@ -215,12 +228,11 @@ class ViewerApp:
             self._on_worker_change()
 
         def on_error(message: str) -> None:
-            if display_name is not None and path is not None:
-                message = message.replace(str(path), display_name)
             if requester is not None:
                 requester.notify("Cannot load body model", message, error=True)
 
-        self.worker.submit(Job("load_body", self, run, on_done=on_done, on_error=on_error))
+        self.worker.submit(Job("load_body", self, lambda ctx: read(), on_done=on_done, on_error=on_error,
+                               on_cancel=_replaced_notice(requester, "body model", name)))
 
     def stop(self) -> None:
         guard.release_port(self.port)
@@ -230,18 +242,54 @@ class ViewerApp:
         self.server.stop()
 
 
+def _reader(load: Callable[[Any], Any], path: str | Path | None, upload: viser.UploadedFile | None,
+            max_bytes: int) -> Callable[[], Any]:
+    """``load(path)``, or ``load`` of the upload written to a temporary file that exists only
+    while it is read (so a load that is replaced before it runs leaves nothing behind); errors
+    name the uploaded file, never the temporary one."""
+    if upload is None:
+        return lambda: load(path)
+
+    def read() -> Any:
+        try:
+            with uploaded_to_file(upload, max_bytes=max_bytes) as tmp:
+                return load(tmp)
+        except InputError as exc:
+            raise InputError(upload_error(exc, upload)) from None
+
+    return read
+
+
+def _display_name(path: str | Path | None, upload: viser.UploadedFile | None) -> str:
+    if upload is not None:
+        return Path(upload.name).name or "upload"
+    return "the default" if path is None else Path(path).name
+
+
+def _replaced_notice(requester: ClientSession | None, what: str, name: str) -> Callable[[], None] | None:
+    """A load that a newer one replaced before it finished says so in the tab that asked for it."""
+    if requester is None:
+        return None
+    return lambda: requester.notify(f"{what.capitalize()} not loaded",
+                                    f"loading {name} was replaced by a newer load request")
+
+
 def main(argv: list[str] | None = None) -> None:
     """The ``dposer-view`` console script."""
     args = tyro.cli(ViewerArgs, args=argv)
+    if args.token not in ("auto", "none") and not re.fullmatch(r"[A-Za-z0-9_-]{16,128}", args.token):
+        print("dposer-view: error: --token must be 16 to 128 letters, digits, '-' or '_' (or auto, or none)",
+              file=sys.stderr)
+        sys.exit(2)
     app = ViewerApp(
         ckpt=args.ckpt, body_model=args.body_model, device=args.device, host=args.host, port=args.port,
-        clip=args.clip, threads=args.threads, verbose=False,
+        clip=args.clip, threads=args.threads, export_dir=args.export_dir, token=args.token, verbose=False,
     )
     sys.stdout.write(f"dposer-view running at {app.url}\n")  # one write: stderr lines cannot split it
     sys.stdout.flush()
-    if args.host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"dposer-view: listening on {args.host}: anyone who can reach this machine can use the viewer",
-              file=sys.stderr, flush=True)
+    if args.host not in guard.LOOPBACK_NAMES:
+        who = "anyone who can reach this machine" if app.token is None else "anyone given the address above"
+        print(f"dposer-view: listening on {args.host}: {who} can use the viewer", file=sys.stderr, flush=True)
     try:
         while True:
             time.sleep(3600)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -15,9 +16,51 @@ import viser
 
 from prior.body import BodyModel
 from prior.data import Clip, clip_arrays
+from prior.errors import InputError
+from prior.files import atomic_write
 from prior.rotations import wxyz_to_matrix_np
 
 from .panels.base import ShownBody
+
+MAX_NAME_CHARS = 128
+
+
+def export_path(folder: Path, name: str, suffixes: Sequence[str]) -> Path:
+    """Where "Save" writes ``name``: ``folder / name``, for a plain file name (no folders, not
+    hidden) ending in one of ``suffixes``; anything else is an :class:`InputError`.
+
+    The viewer writes files only here: a tab can name a file, never a place (so no page can make
+    the server overwrite a file elsewhere, whatever the name says)."""
+    shown = name if len(name) <= 40 else name[:40] + "..."
+    if not name or name != name.strip() or len(name) > MAX_NAME_CHARS:
+        raise InputError(f"{shown!r} is not a file name (1 to {MAX_NAME_CHARS} characters, no spaces around it)")
+    if any(c in name for c in '/\\\0') or any(ord(c) < 32 for c in name) or name.startswith("."):
+        raise InputError(f"{shown!r} is not a plain file name: files are saved in the export folder {folder}, "
+                         "so give a name without folders (and not starting with '.')")
+    if Path(name).suffix.lower() not in suffixes:
+        raise InputError(f"{shown!r}: expected a file name ending in {', '.join(suffixes)}")
+    return folder / name
+
+
+def save_export(folder: Path, name: str, data: bytes, suffixes: Sequence[str]) -> Path:
+    """Write ``data`` to :func:`export_path` atomically (the folder is made when first used)."""
+    path = export_path(folder, name, suffixes)
+    try:
+        with atomic_write(path) as f:
+            f.write(data)
+    except OSError as exc:
+        raise InputError(f"cannot write: {exc.strerror or exc}", path) from None
+    return path
+
+
+def clip_npz(clip: Clip) -> bytes:
+    """A clip as the bytes of an AMASS SMPL-X npz (:func:`prior.data.clip_arrays`); refuses NaN/Inf."""
+    for name, value in clip._per_frame().items():
+        if not np.isfinite(value).all():
+            raise InputError(f"refusing to export a clip whose {name!r} contains NaN or Inf")
+    buf = io.BytesIO()
+    np.savez(buf, **clip_arrays(clip))
+    return buf.getvalue()
 
 
 def shown_vertices(body: BodyModel, shown: Sequence[ShownBody]) -> np.ndarray:

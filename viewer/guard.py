@@ -9,7 +9,10 @@ passes :func:`allowed` first:
 - ``Host`` must be one of the viewer's own names (loopback names and the ``--host`` address, each
   with the port) unless the viewer listens on every address (``0.0.0.0`` / ``::``);
 - a request that carries an ``Origin`` (every browser websocket does) must come from the same
-  scheme, host and port as its ``Host``: the viewer's own page.
+  scheme, host and port as its ``Host``: the viewer's own page;
+- with a token (the default, see ``dposer-view --token``) a request must carry it: in the URL
+  (``?token=...``, as printed at start) or in the cookie the first such page load sets, which the
+  page's own requests and websocket then send. A page that guesses the address still lacks it.
 
 The check wraps the ``process_request`` hook viser passes to ``websockets.asyncio.server.serve``
 (installed once, before the server starts); ports without a registered policy pass unchanged.
@@ -17,12 +20,14 @@ The check wraps the ``process_request`` hook viser passes to ``websockets.asynci
 
 from __future__ import annotations
 
+import hmac
 import http
+import secrets
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import websockets.asyncio.server
 from websockets.datastructures import Headers
@@ -32,11 +37,36 @@ LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
 WILDCARD_HOSTS = ("0.0.0.0", "::", "")
 
 
+def new_token() -> str:
+    """An unguessable access token (128 random bits, URL-safe)."""
+    return secrets.token_urlsafe(16)
+
+
 @dataclass(frozen=True)
 class HostPolicy:
-    """Who may reach a viewer listening on ``host`` (the ``--host`` value)."""
+    """Who may reach a viewer listening on ``host`` (the ``--host`` value); ``token``: the access
+    token requests must carry (None: none needed)."""
 
     host: str
+    token: str | None = None
+
+    def cookie_name(self, port: int) -> str:
+        return f"dposer_view_token_{port}"  # one per port: two viewers on one machine keep their own
+
+    def token_given(self, request: Request, port: int) -> str | None:
+        """How ``request`` carries the right token: ``"url"``, ``"cookie"``, or None."""
+        if self.token is None:
+            return "cookie"
+        query = parse_qs(urlsplit(request.path).query).get("token", [])
+        if any(hmac.compare_digest(value.encode(), self.token.encode()) for value in query):
+            return "url"
+        name = self.cookie_name(port)
+        for header in request.headers.get_all("Cookie"):
+            for part in header.split(";"):
+                key, _, value = part.strip().partition("=")
+                if key == name and hmac.compare_digest(value.encode(), self.token.encode()):
+                    return "cookie"
+        return None
 
     def allowed(self, host_header: str | None, origin: str | None, port: int) -> bool:
         """Whether a request with these ``Host`` / ``Origin`` headers, to ``port``, may go on."""
@@ -93,11 +123,32 @@ def _checked(process_request: Callable[..., Any] | None) -> Callable[..., Any]:
         port = connection.local_address[1]
         with _lock:
             policy = _policies.get(port)
-        if policy is not None and not policy.allowed(request.headers.get("Host"), request.headers.get("Origin"), port):
-            return Response(http.HTTPStatus.FORBIDDEN, "Forbidden", Headers({"Content-Length": "0"}), b"")
-        return process_request(connection, request) if process_request is not None else None
+        if policy is None:
+            return process_request(connection, request) if process_request is not None else None
+        if not policy.allowed(request.headers.get("Host"), request.headers.get("Origin"), port):
+            return _forbidden(b"")
+        carried = policy.token_given(request, port)
+        if carried is None:
+            return _forbidden(NEEDS_TOKEN)
+        response = process_request(connection, request) if process_request is not None else None
+        if carried == "url" and response is not None and policy.token is not None:
+            # The page's own requests and its websocket carry the token from now on.
+            response.headers["Set-Cookie"] = (
+                f"{policy.cookie_name(port)}={policy.token}; Path=/; HttpOnly; SameSite=Strict")
+        return response
 
     return check
+
+
+NEEDS_TOKEN = (b"<!doctype html><title>dposer-view</title><p>This viewer needs its access token: open the "
+               b"address dposer-view printed when it started (it ends in <code>?token=...</code>).</p>")
+
+
+def _forbidden(body: bytes) -> Response:
+    headers = {"Content-Length": str(len(body))}
+    if body:
+        headers["Content-Type"] = "text/html; charset=utf-8"
+    return Response(http.HTTPStatus.FORBIDDEN, "Forbidden", Headers(headers), body)
 
 
 def _split_host(value: str) -> tuple[str, int | None]:

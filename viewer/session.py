@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import viser
 
+from prior.errors import InputError
 from prior.progress import Progress
 
 from .body_handle import MASK_COLOR, BodyHandle
@@ -24,7 +25,8 @@ from .markup import literal
 from .pacer import Pacer
 from .panels.base import Panel, ShownBody
 from .rig import BodyRig
-from .worker import Job, JobContext
+from .uploads import limit_uploads
+from .worker import Job, JobContext, non_finite_part
 
 if TYPE_CHECKING:
     from .app import ViewerApp
@@ -107,12 +109,19 @@ class ClientSession:
         for k, cls in enumerate(PANELS):
             folder = self.gui.add_folder(cls.label, order=10 + k, visible=False)
             self.panels[cls.name] = cls(self, folder)  # a panel adds its controls inside ``folder``
+        limits = [pair for panel in self.panels.values() for pair in panel.uploads()]
+        limit_uploads(client, limits, on_refused=lambda message: self.notify("Upload refused", message, error=True))
         self.bar.on_click(lambda event: self.activate(self._panel_by_label(event.target.value)))
         self.frame_button.on_click(lambda _: self.frame_camera())
         client.camera.on_update(self._on_camera)
         self.refresh_status()
         self.apply_pose()
         self.activate("complete")
+        # viser connects a tab on its first camera message and may hand that message to the
+        # camera callbacks before this session has registered its own: then no report would come
+        # until the user moves the camera, and the tab would never be framed.
+        if client.camera._state.update_timestamp != 0.0:
+            self._on_camera(client.camera)
 
     # -- resources -----------------------------------------------------------------------------
     @property
@@ -309,7 +318,7 @@ class ClientSession:
         """Run ``run`` on the prior worker; a newer job of the same kind from this tab cancels it.
 
         Errors become notifications (or go to ``on_error``). Returns None (and notifies) when a prior is needed but none
-        is loaded."""
+        is loaded. A prior's result holding NaN or Inf is an error, never drawn (:func:`non_finite_part`)."""
         if needs_prior and self.app.resources.prior is None:
             self.notify("No prior loaded", self.app.no_prior_message(), error=True)
             return None
@@ -317,9 +326,17 @@ class ClientSession:
         def notify_error(message: str) -> None:
             self.notify(f"{kind.capitalize()} failed", message, error=True)
 
+        def checked(ctx: JobContext) -> Any:
+            result = run(ctx)
+            bad = non_finite_part(result) if needs_prior else None
+            if bad is not None:  # never drawn: NaN bodies vanish or smear across the view
+                raise InputError(f"the prior produced NaN or Inf values ({bad}); the checkpoint may be broken, "
+                                 "so nothing was shown")
+            return result
+
         on_error = on_error or notify_error
         return self.app.worker.submit(
-            Job(kind, self, run, on_progress=on_progress, on_done=on_done, on_error=on_error)
+            Job(kind, self, checked, on_progress=on_progress, on_done=on_done, on_error=on_error)
         )
 
     def cancel(self, kind: str | None = None) -> None:

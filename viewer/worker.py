@@ -9,6 +9,7 @@ their display pacer rather than drawing here.
 
 from __future__ import annotations
 
+import dataclasses
 import queue
 import threading
 import time
@@ -16,6 +17,9 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
+import torch
 
 from prior.errors import Cancelled, InputError
 from prior.progress import Progress
@@ -97,7 +101,7 @@ class PriorWorker:
     def stop(self) -> None:
         with self._lock:
             for job in self._pending:
-                job.cancel.set()
+                job.cancel.set()  # still queued before the stop sentinel: each is reported
             if self._running is not None:
                 self._running.cancel.set()
         self._queue.put(None)
@@ -119,13 +123,18 @@ class PriorWorker:
             with self._lock:
                 if job in self._pending:
                     self._pending.remove(job)
-                if job.cancel.is_set():
-                    continue
-                self._running = job
+                cancelled = job.cancel.is_set()
+                if not cancelled:
+                    self._running = job
+            if cancelled:  # never started: its owner still hears that it stopped
+                if job.on_cancel is not None:
+                    _safe(job.on_cancel)
+                continue
             self._changed()
             self._run(job)
             with self._lock:
                 self._running = None
+            job = None  # not kept while waiting for the next: it holds its owner (a closed tab's session)
             self._changed()
 
     def _run(self, job: Job) -> None:
@@ -154,6 +163,27 @@ class PriorWorker:
             return
         if job.on_done is not None:
             _safe(job.on_done, result)
+
+
+NAN_BY_DESIGN = ("observations",)  # observed joints: NaN = not seen in that frame
+
+
+def non_finite_part(result: Any, name: str = "result") -> str | None:
+    """The name of the first array in ``result`` (an array, a tensor, or tuples and dataclasses of
+    them) that holds NaN or Inf, or None. Error measures (``*_mm``) and observations, which may be
+    NaN by design, are not looked at."""
+    if isinstance(result, torch.Tensor):
+        return name if result.is_floating_point() and not bool(torch.isfinite(result).all()) else None
+    if isinstance(result, np.ndarray):
+        return name if result.dtype.kind in "fc" and not np.isfinite(result).all() else None
+    if isinstance(result, (tuple, list)):
+        parts = (non_finite_part(item, f"{name}[{i}]") for i, item in enumerate(result))
+    elif dataclasses.is_dataclass(result) and not isinstance(result, type):
+        parts = (non_finite_part(getattr(result, f.name), f.name) for f in dataclasses.fields(result)
+                 if f.name not in NAN_BY_DESIGN and not f.name.endswith("_mm"))
+    else:
+        return None
+    return next((part for part in parts if part is not None), None)
 
 
 def _safe(fn: Callable[..., Any], *args: Any) -> None:

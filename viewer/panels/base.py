@@ -57,6 +57,7 @@ class Panel:
         extent: the X range (metres) its bodies occupy, for framing the camera; None while it shows nothing.
         rebuild: redraw bodies after a body-model switch.
         open_file: load a file of one of ``file_kinds``.
+        uploads: its upload buttons and the most bytes each takes (refused as they arrive).
     """
 
     name: ClassVar[str] = "panel"
@@ -77,6 +78,10 @@ class Panel:
 
     def on_show(self) -> None:
         """Called when the panel becomes active (its stage is already shown)."""
+
+    def uploads(self) -> list[tuple[viser.GuiUploadButtonHandle, int]]:
+        """``(upload button, the most bytes it takes)`` pairs (see :func:`viewer.uploads.limit_uploads`)."""
+        return []
 
     def on_hide(self) -> None:
         """Called when another panel becomes active."""

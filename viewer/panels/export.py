@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 import viser
 
 from prior.errors import InputError
-from prior.files import atomic_write
 
 from .. import exports
 from ..markup import literal
@@ -44,13 +43,14 @@ class ExportPanel(Panel):
                                                 hint="The first body on screen as it stands there: metres, Y up")
             self.scene_download = gui.add_button("Download scene (.viser)", icon=viser.Icon.DOWNLOAD,
                                                  hint="The bodies on screen for viser's offline player")
-            self.path = gui.add_text("Save to path", initial_value="poses.npz",
-                                     hint=".npz saves the poses; .obj / .ply the mesh; .viser the scene")
-            self.save = gui.add_button("Save", icon=viser.Icon.DEVICE_FLOPPY)
+            self.file_name = gui.add_text("File name", initial_value="poses.npz",
+                                          hint=f"Saved in the export folder {session.app.export_dir}: .npz the poses, "
+                                               ".obj / .ply the mesh, .viser the scene")
+            self.save = gui.add_button("Save to export folder", icon=viser.Icon.DEVICE_FLOPPY)
         self.pose_download.on_click(lambda e: self.download(e.client, "poses"))
         self.mesh_download.on_click(lambda e: self.download(e.client, "mesh"))
         self.scene_download.on_click(lambda e: self.download(e.client, "scene"))
-        self.save.on_click(lambda _: self.save_to_path(Path(self.path.value).expanduser()))
+        self.save.on_click(lambda _: self.save_file(self.file_name.value))
 
     def on_show(self) -> None:
         shown = self.session.shown_bodies()
@@ -84,22 +84,21 @@ class ExportPanel(Panel):
         self.session.submit(f"export-{kind}", lambda ctx: self.export_bytes(kind, mesh_format=fmt), on_done=on_done,
                             needs_prior=False)
 
-    def save_to_path(self, path: Path) -> None:
-        """Write an export to ``path`` on the worker, atomically; the suffix picks what."""
-        kind = SUFFIXES.get(path.suffix)
-        if kind is None:
-            self.session.notify("Cannot save", f"{path}: expected a .npz, .obj, .ply or .viser file name", error=True)
+    def save_file(self, name: str) -> None:
+        """Write an export named ``name`` into the app's export folder on the worker, atomically;
+        the suffix picks what (a name with folders in it is refused: see :func:`exports.export_path`)."""
+        folder = self.session.app.export_dir
+        try:
+            kind = SUFFIXES[exports.export_path(folder, name, tuple(SUFFIXES)).suffix.lower()]
+        except InputError as exc:
+            self.session.notify("Cannot save", str(exc), error=True)
             return
-        def run(ctx) -> Path:
-            data = self.export_bytes(kind, mesh_format=path.suffix[1:])
-            try:
-                with atomic_write(path) as f:
-                    f.write(data)
-            except OSError as exc:
-                raise InputError(f"cannot write: {exc.strerror or exc}", path) from None
-            return path
 
-        self.session.submit("export-save", run, on_done=lambda p: self.session.notify("Saved", str(p)),
+        def run(ctx) -> Path:
+            data = self.export_bytes(kind, mesh_format=Path(name).suffix[1:].lower())
+            return exports.save_export(folder, name, data, tuple(SUFFIXES))
+
+        self.session.submit("export-save", run, on_done=lambda p: self.session.notify("Saved", literal(str(p))),
                             needs_prior=False)
 
 

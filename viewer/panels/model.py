@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import viser
 
-from prior.errors import InputError
-
-from ..uploads import MAX_BODY_MODEL_BYTES, MAX_CHECKPOINT_BYTES, save_upload, upload_error
+from ..uploads import MAX_BODY_MODEL_BYTES, MAX_CHECKPOINT_BYTES
 from .base import Panel
 
 if TYPE_CHECKING:
@@ -44,20 +41,14 @@ class ModelPanel(Panel):
         app = session.app
         self.ckpt_load.on_click(lambda _: app.switch_prior(self.ckpt_path.value.strip() or None, requester=session))
         self.body_load.on_click(lambda _: app.switch_body(self.body_path.value.strip() or None, requester=session))
-        self.ckpt_upload.on_upload(lambda _: self._upload(self.ckpt_upload, MAX_CHECKPOINT_BYTES, app.switch_prior))
-        self.body_upload.on_upload(lambda _: self._upload(self.body_upload, MAX_BODY_MODEL_BYTES, app.switch_body))
+        # The load job writes an upload to a temporary file, reads it and deletes it.
+        self.ckpt_upload.on_upload(lambda _: app.switch_prior(requester=session, upload=self.ckpt_upload.value))
+        self.body_upload.on_upload(lambda _: app.switch_body(requester=session, upload=self.body_upload.value))
         self.skeleton.on_update(lambda _: self._display())
         self.joints.on_update(lambda _: self._display())
 
-    def _upload(self, button: viser.GuiUploadButtonHandle, max_bytes: int, switch) -> None:
-        upload = button.value
-        try:
-            path = save_upload(upload, max_bytes=max_bytes)
-        except InputError as exc:
-            self.session.notify("Cannot load upload", upload_error(exc, upload), error=True)
-            return
-        # The load job reads the temporary file on the worker and deletes it when done.
-        switch(path, requester=self.session, display_name=Path(upload.name).name, delete_after=True)
+    def uploads(self) -> list[tuple[viser.GuiUploadButtonHandle, int]]:
+        return [(self.ckpt_upload, MAX_CHECKPOINT_BYTES), (self.body_upload, MAX_BODY_MODEL_BYTES)]
 
     def _display(self) -> None:
         session = self.session

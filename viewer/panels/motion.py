@@ -4,7 +4,6 @@ the prior, export."""
 from __future__ import annotations
 
 import dataclasses
-import io
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,7 +12,7 @@ import torch
 import viser
 import viser.uplot as uplot
 
-from prior.data import Clip, JointTrack, clip_arrays, load_motion, save_clip
+from prior.data import Clip, JointTrack, load_motion
 from prior.errors import InputError
 from prior.files import asset_path
 from prior.motion import root_from_joints
@@ -21,6 +20,7 @@ from prior.motion_fit import MotionFit, Observations, fit_motion, observe_motion
 from prior.progress import Progress
 from prior.rotations import axis_angle_to_matrix, matrix_to_wxyz_np
 
+from .. import exports
 from ..body_handle import BodyHandle
 from ..markup import literal
 from ..rig import NUM_BONES, RigPose
@@ -114,8 +114,9 @@ class MotionPanel(Panel):
                     title="Per-frame joint error (mm)", aspect=1.6, visible=False,
                 )
             with gui.add_folder("Save denoised", expand_by_default=False):
-                self.out_path = gui.add_text("Output path", initial_value="denoised.npz")
-                self.save = gui.add_button("Save to path", icon=viser.Icon.DEVICE_FLOPPY, disabled=True)
+                self.out_name = gui.add_text("File name", initial_value="denoised.npz",
+                                             hint=f"Saved in the export folder {session.app.export_dir}")
+                self.save = gui.add_button("Save to export folder", icon=viser.Icon.DEVICE_FLOPPY, disabled=True)
                 self.download = gui.add_button("Download", icon=viser.Icon.DOWNLOAD, disabled=True)
         self.example.on_click(lambda _: self.load_file(asset_path(EXAMPLE_CLIP)))
         self.load.on_click(lambda _: self.load_file(Path(self.path.value).expanduser()))
@@ -126,8 +127,11 @@ class MotionPanel(Panel):
         self.layout.on_update(lambda _: session.pacer.post("motion-layout", self._place))
         self.add_noise.on_click(lambda _: self.make_noisy())
         self.denoise.on_click(lambda _: self.start_denoise())
-        self.save.on_click(lambda _: self.save_to_path())
+        self.save.on_click(lambda _: self.save_file())
         self.download.on_click(lambda event: self.send_download(event.client))
+
+    def uploads(self) -> list[tuple[viser.GuiUploadButtonHandle, int]]:
+        return [(self.upload, MAX_CLIP_BYTES)]
 
     # -- loading ---------------------------------------------------------------------------------
     def _on_upload(self, event: viser.GuiEvent) -> None:
@@ -427,25 +431,31 @@ class MotionPanel(Panel):
         """The finished fit as a clip (its root and translation fitted or the input's)."""
         return None if self.fit is None else self.fit.clip
 
-    def save_to_path(self) -> None:
+    def save_file(self) -> None:
+        """Write the denoised clip into the app's export folder (named by the File name box)."""
         clip = self.denoised_clip()
         if clip is None:
             return
         try:
-            path = save_clip(clip, Path(self.out_path.value).expanduser())
+            data = exports.clip_npz(clip)
+            path = exports.save_export(self.session.app.export_dir, self.out_name.value, data, (".npz",))
         except InputError as exc:
             self.session.notify("Cannot save", str(exc), error=True)
             return
-        self.session.notify("Saved", f"Denoised clip written to {path}")
+        self.session.notify("Saved", f"Denoised clip written to {literal(str(path))}")
 
     def send_download(self, client: viser.ClientHandle | None) -> None:
         clip = self.denoised_clip()
         if clip is None or client is None:
             return
-        buf = io.BytesIO()
-        np.savez(buf, **clip_arrays(clip))
-        name = Path(self.out_path.value).name or "denoised.npz"
-        client.send_file_download(name, buf.getvalue(), save_immediately=True)
+        try:
+            data = exports.clip_npz(clip)
+        except InputError as exc:
+            self.session.notify("Cannot download", str(exc), error=True)
+            return
+        name = self.out_name.value.strip()
+        name = name if name.endswith(".npz") and "/" not in name and "\\" not in name else "denoised.npz"
+        client.send_file_download(name, data, save_immediately=True)
         self.session.mark("motion_download")
 
     # -- panel -------------------------------------------------------------------------------------
