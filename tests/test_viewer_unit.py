@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -181,6 +182,41 @@ def test_worker_cancels_the_older_job_of_the_same_kind():
     worker.stop()
     assert results[:2] == ["cancelled", "new"]
     assert results[2].startswith("broken failed: ZeroDivisionError") and results[3] == "x.npz: bad"
+
+
+def test_an_uploaded_checkpoint_replaced_before_it_loads_leaves_no_file_and_says_so(tmp_path):
+    """A checkpoint upload whose load job was replaced before it ran left its temporary file (up
+    to 512 MiB) and said nothing: the file now exists only while the job reads it."""
+    import glob
+    import tempfile
+
+    from viser import UploadedFile
+
+    from viewer.app import ViewerApp
+
+    pattern = str(Path(tempfile.gettempdir()) / "dposer-view-upload-*")
+    before = set(glob.glob(pattern))
+    app = ViewerApp(port=0, verbose=False, export_dir=tmp_path)
+    try:
+        class Tab:  # what the load reports to: the session's notify
+            messages: list[tuple[str, str]] = []
+
+            def notify(self, title: str, body: str, *, error: bool = False) -> None:
+                self.messages.append((title, body))
+
+        tab = Tab()
+        gate = threading.Event()
+        app.worker.submit(Job("hold", object(), lambda ctx: gate.wait(10)))  # the worker is busy
+        garbage = UploadedFile("first.pth", b"\x80\x02 not a checkpoint")
+        app.switch_prior(requester=tab, upload=garbage)
+        app.switch_prior(requester=tab, upload=UploadedFile("second.pth", b"\x80\x02 not one either"))
+        gate.set()
+        assert app.worker.wait_idle(60)
+        assert ("Prior not loaded", "loading first.pth was replaced by a newer load request") in tab.messages
+        assert any(t == "Cannot load prior" and b.startswith("second.pth: ") for t, b in tab.messages), tab.messages
+        assert set(glob.glob(pattern)) <= before, "a temporary upload file was left behind"
+    finally:
+        app.stop()
 
 
 def test_panels_follow_the_contract():
