@@ -22,19 +22,28 @@ Body pose is SMPL-X joints 1..21, which SMPL+H and SMPL share (same joints, same
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .errors import InputError
-from .files import NpzArchive, checked_floats, open_npz, save_npz
+from .files import MAX_FRAME_RATE, MIN_FRAME_RATE, NpzArchive, checked_floats, open_npz, save_npz
 from .parts import NUM_SKELETON_JOINTS, POSE_DIM
 from .rotations import slerp_axis_angle_np
 
 DEFAULT_FPS = 30.0
 # AMASS clips are a few MB; a 1 GiB cap keeps a wrong or hostile file from filling memory.
 MAX_FILE_BYTES = 2**30
+# Frames of a clip or joint track (~55 min at 30 fps), checked from the array's header before it
+# is read: a clip of zeros compresses ~1000:1, and each frame costs far more than its bytes
+# downstream (meshes, joints, the viewer's timeline). Callers may pass a smaller max_frames.
+MAX_FRAMES = 100_000
+# Poses of a pose set (load_poses: evaluation and training data, which can be all of AMASS):
+# 4M x 63 float32 is what MAX_FILE_BYTES holds; the limit binds for narrower dtypes (float16,
+# int8), which would otherwise grow 2-4x when read as float32.
+MAX_POSES = 4_000_000
 _POSES_LAYOUTS = {165: "smplx", 156: "smplh", 72: "smpl", 66: "smplx"}
 _GENDERS = ("neutral", "male", "female")
 # Written by save_clip: which fields the source lacked (so they were written as zeros / 30 fps).
@@ -109,17 +118,24 @@ class Clip:
         cut = slice(selected.start, selected.stop)
         return dataclasses.replace(self, **{k: v[cut].copy() for k, v in self._per_frame().items()})
 
-    def resampled(self, fps: float) -> Clip:
+    def resampled(self, fps: float, *, max_frames: int = MAX_FRAMES) -> Clip:
         """The clip at another frame rate, over the same time span.
 
         Rotations are interpolated by slerp of each joint's quaternion, translation and
-        expression linearly; frames that fall on source frames are copied exactly.
+        expression linearly; frames that fall on source frames are copied exactly. A rate
+        outside 1..1000 fps, or one that would give more than ``max_frames`` frames, is refused.
         """
-        if not (np.isfinite(fps) and fps > 0):
-            raise InputError(f"frame rate must be a positive number, got {fps}", self.source)
+        if not (np.isfinite(fps) and MIN_FRAME_RATE <= fps <= MAX_FRAME_RATE):
+            raise InputError(
+                f"frame rate must be a positive number from {MIN_FRAME_RATE:g} to {MAX_FRAME_RATE:g} fps, got {fps}",
+                self.source,
+            )
         if fps == self.fps:
             return self
         count = int(np.floor(self.duration_s * fps + 1e-6)) + 1
+        if count > max_frames:
+            raise InputError(
+                f"resampling to {fps:g} fps gives {count} frames, over the limit of {max_frames}", self.source)
         position = np.arange(count) * (self.fps / fps)  # in source frames
         lower = np.minimum(np.floor(position).astype(np.int64), self.num_frames - 1)
         upper = np.minimum(lower + 1, self.num_frames - 1)
@@ -138,8 +154,27 @@ class Clip:
 # Reading
 
 
+def _listed(archive: NpzArchive, most: int = 8) -> str:
+    """The archive's keys for an error line: the first ``most`` of them."""
+    names = ", ".join(repr(k) for k in archive.files[:most]) or "nothing"
+    return names + (f" and {len(archive.files) - most} more" if len(archive.files) > most else "")
+
+
+def _check_count(archive: NpzArchive, key: str, limit: int, what: str, *, pose_set: bool = False) -> None:
+    """Refuse ``key`` when its header declares more than ``limit`` frames (or poses), before it is read.
+
+    ``pose_set``: every leading axis counts (``(N, H, 63)`` or ``(N, H, 21, 3)`` is ``N H`` poses)."""
+    shape = archive.shape(key)
+    if pose_set:
+        count = math.prod(shape[:-2]) if shape[-2:] == (POSE_DIM // 3, 3) else math.prod(shape[:-1])
+    else:
+        count = shape[0] if shape else 1
+    if count > limit:
+        raise InputError(f"{key!r} has {count} {what}, over the limit of {limit}", archive.path)
+
+
 def _no_pose_error(archive: NpzArchive) -> InputError:
-    found = ", ".join(repr(k) for k in archive.files) or "nothing"
+    found = _listed(archive)
     return InputError(
         f"no poses found: expected 'poses' (AMASS), 'pose_body', 'body_pose' or 'pose_samples'; found {found}",
         archive.path,
@@ -154,15 +189,21 @@ def _betas(archive: NpzArchive, key: str) -> np.ndarray | None:
         if not np.allclose(value, value[:1]):
             raise InputError(f"{key!r} changes over the frames; a clip has one body shape", archive.path)
         value = value[0]
-    if value.ndim != 1 or value.shape[0] == 0 or not np.issubdtype(value.dtype, np.number):
+    if value.ndim != 1 or value.shape[0] == 0:
         raise InputError(f"{key!r} has shape {value.shape}, expected (NB,)", archive.path)
-    if not np.isfinite(value).all():
-        raise InputError(f"{key!r} contains NaN or Inf", archive.path)
-    return value.astype(np.float32)
+    if value.dtype.kind not in "fiu":  # not np.issubdtype(number): timedelta64 and complex pass that
+        raise InputError(f"{key!r} has dtype {value.dtype}, expected numbers", archive.path)
+    value = value.astype(np.float32)
+    if not np.isfinite(value).all():  # after the cast: 1e300 is Inf in float32
+        raise InputError(f"{key!r} contains NaN or Inf (or values too large for float32)", archive.path)
+    return value
 
 
-def _clip_from_archive(archive: NpzArchive) -> Clip:
+def _clip_from_archive(archive: NpzArchive, max_frames: int, what: str = "frames") -> Clip:
     fields: dict[str, np.ndarray | None] = {}
+    main = next((k for k in ("poses", "pose_body", "pose_samples", "body_pose") if k in archive), None)
+    if main is not None:
+        _check_count(archive, main, max_frames, what)
     if "poses" in archive:
         poses = archive.raw("poses")
         width = poses.shape[1] if poses.ndim == 2 else -1
@@ -258,6 +299,7 @@ def load_clip(
     stop: int | None = None,
     fps: float | None = None,
     max_bytes: int = MAX_FILE_BYTES,
+    max_frames: int = MAX_FRAMES,
 ) -> Clip:
     """Read a motion clip from any supported ``.npz`` layout (see the module docstring).
 
@@ -266,40 +308,45 @@ def load_clip(
         start, stop: keep frames ``start:stop`` (source frame indices, slice rules).
         fps: resample to this frame rate (after selecting the frames).
         max_bytes: refuse larger files (and archives that unpack to more).
+        max_frames: refuse clips of more frames (from the array's header, before it is read),
+            and a resampling that would give more.
 
     Raises:
         InputError: ``"<file>: <problem>"`` for a missing, empty, truncated, pickled, too large
             or malformed file, a bad frame range or frame rate.
     """
     with open_npz(path, max_bytes=max_bytes) as archive:
-        clip = _clip_from_archive(archive)
+        clip = _clip_from_archive(archive, max_frames)
     if start is not None or stop is not None:
         clip = clip.frames(start, stop)
     if fps is not None:
-        clip = clip.resampled(fps)
+        clip = clip.resampled(fps, max_frames=max_frames)
     return clip
 
 
-def load_poses(path: str | Path, *, key: str | None = None, max_bytes: int = MAX_FILE_BYTES) -> np.ndarray:
+def load_poses(
+    path: str | Path, *, key: str | None = None, max_bytes: int = MAX_FILE_BYTES, max_poses: int = MAX_POSES
+) -> np.ndarray:
     """Body poses ``(N, 63)`` float32 (SMPL-X joints 1..21, axis-angle) from a pose-set file.
 
     Reads ``key`` when given (any ``(..., 63)`` or ``(..., 21, 3)`` array, e.g. ``'val'``),
     else the first of ``'poses'`` (an AMASS file's frames), ``'pose_body'``, ``'body_pose'``,
     ``'pose_samples'``. Extra leading axes are flattened: ``(N, H, 63)`` gives ``N H`` poses.
+    More than ``max_poses`` poses are refused from the array's header, before it is read.
 
     Raises:
         InputError: ``"<file>: <problem>"`` when the file or the array is unusable.
     """
     with open_npz(path, max_bytes=max_bytes) as archive:
         if key is None and "poses" in archive:
-            return _clip_from_archive(archive).pose_body
+            return _clip_from_archive(archive, max_poses, "poses").pose_body
         candidates = [key] if key is not None else ["pose_body", "body_pose", "pose_samples"]
         found = next((k for k in candidates if k in archive), None)
         if found is None:
             if key is not None:
-                found_keys = ", ".join(map(repr, archive.files)) or "nothing"
-                raise InputError(f"has no {key!r} (found {found_keys})", archive.path)
+                raise InputError(f"has no {key!r} (found {_listed(archive)})", archive.path)
             raise _no_pose_error(archive)
+        _check_count(archive, found, max_poses, "poses", pose_set=True)
         value = archive.raw(found)
         if value.ndim >= 2 and value.shape[-2:] == (POSE_DIM // 3, 3):
             value = value.reshape(*value.shape[:-2], POSE_DIM)
@@ -354,7 +401,9 @@ class JointTrack:
         )
 
 
-def load_joints(path: str | Path, *, key: str | None = None, max_bytes: int = MAX_FILE_BYTES) -> JointTrack:
+def load_joints(
+    path: str | Path, *, key: str | None = None, max_bytes: int = MAX_FILE_BYTES, max_frames: int = MAX_FRAMES
+) -> JointTrack:
     """Observed joints from an ``.npz``: ``key``, else the first of :data:`JOINT_KEYS`, an array
     ``(T, J, 3)`` or ``(T, 3 J)`` in metres whose first 22 joints are SMPL-X joints 0..21 in SMPL-X
     order (SMPL, SMPL+H and SMPL-X share them; a body model's full joint output works). NaN marks a
@@ -363,15 +412,16 @@ def load_joints(path: str | Path, *, key: str | None = None, max_bytes: int = MA
 
     Raises:
         InputError: ``"<file>: <problem>"`` for an unusable file or array (Inf, no finite joint,
-            too few joints, a frame count that disagrees).
+            too few joints, a frame count that disagrees, more than ``max_frames`` frames: refused from
+            the array's header, before it is read).
     """
     with open_npz(path, max_bytes=max_bytes) as archive:
         candidates = [key] if key is not None else list(JOINT_KEYS)
         found = next((k for k in candidates if k in archive), None)
         if found is None:
-            found_keys = ", ".join(map(repr, archive.files)) or "nothing"
             wanted = repr(key) if key is not None else "joints: " + ", ".join(map(repr, JOINT_KEYS))
-            raise InputError(f"has no {wanted} (found {found_keys})", archive.path)
+            raise InputError(f"has no {wanted} (found {_listed(archive)})", archive.path)
+        _check_count(archive, found, max_frames, "frames")
         value = archive.raw(found)
         if value.ndim == 2 and value.shape[1] % 3 == 0:
             value = value.reshape(value.shape[0], -1, 3)
@@ -379,11 +429,14 @@ def load_joints(path: str | Path, *, key: str | None = None, max_bytes: int = MA
             raise InputError(
                 f"{found!r} has shape {value.shape}, expected (T, J, 3) with J >= {NUM_SKELETON_JOINTS}", archive.path
             )
-        if not np.issubdtype(value.dtype, np.number):
+        if value.dtype.kind not in "fiu":  # not np.issubdtype(number): timedelta64 and complex pass that
             raise InputError(f"{found!r} has dtype {value.dtype}, expected numbers", archive.path)
-        joints = value[:, :NUM_SKELETON_JOINTS].astype(np.float32)
+        joints = value[:, :NUM_SKELETON_JOINTS]
         if np.isinf(joints).any():
             raise InputError(f"{found!r} contains Inf (mark unseen joints with NaN)", archive.path)
+        joints = joints.astype(np.float32)
+        if np.isinf(joints).any():
+            raise InputError(f"{found!r} has values too large for float32 (metres expected)", archive.path)
         if np.isnan(joints).all():
             raise InputError(f"{found!r} has no finite joint position", archive.path)
         frames = joints.shape[0]
@@ -400,9 +453,11 @@ def load_joints(path: str | Path, *, key: str | None = None, max_bytes: int = MA
         )
 
 
-def load_motion(path: str | Path, *, max_bytes: int = MAX_FILE_BYTES) -> Clip | JointTrack:
+def load_motion(
+    path: str | Path, *, max_bytes: int = MAX_FILE_BYTES, max_frames: int = MAX_FRAMES
+) -> Clip | JointTrack:
     """What a motion file holds: a :class:`Clip` when it has body poses (:func:`load_clip`), else a
-    :class:`JointTrack` when it has observed joints (:func:`load_joints`).
+    :class:`JointTrack` when it has observed joints (:func:`load_joints`); at most ``max_frames`` frames.
 
     Raises:
         InputError: ``"<file>: <problem>"``, as the two readers do.
@@ -411,12 +466,12 @@ def load_motion(path: str | Path, *, max_bytes: int = MAX_FILE_BYTES) -> Clip | 
         poses = any(k in archive for k in ("poses", "pose_body", "pose_samples", "body_pose"))
         joints = any(k in archive for k in JOINT_KEYS)
         if not poses and not joints:
-            found = ", ".join(repr(k) for k in archive.files) or "nothing"
+            found = _listed(archive)
             raise InputError(f"no poses or joints found: expected 'poses' (AMASS), 'pose_body', 'body_pose' or "
                              f"observed 'joints' (T, 22+, 3); found {found}", archive.path)
     if joints and not poses:
-        return load_joints(path, max_bytes=max_bytes)
-    return load_clip(path, max_bytes=max_bytes)
+        return load_joints(path, max_bytes=max_bytes, max_frames=max_frames)
+    return load_clip(path, max_bytes=max_bytes, max_frames=max_frames)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -486,6 +541,8 @@ __all__ = [
     "DEFAULT_FPS",
     "JOINT_KEYS",
     "MAX_FILE_BYTES",
+    "MAX_FRAMES",
+    "MAX_POSES",
     "Clip",
     "JointTrack",
     "clip_arrays",

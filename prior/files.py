@@ -14,6 +14,7 @@ on ``PYTHONPATH`` they are the folders beside ``prior/``.
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 import zipfile
@@ -74,13 +75,16 @@ def checked_floats(
     value: np.ndarray, key: str, path: Path, width: int | None, *, frames: int | None = None, what: str | None = None
 ) -> np.ndarray:
     """``value`` (the array ``key`` of file ``path``) as float32 ``(T, width)``; ``(T, width // 3, 3)``
-    is flattened; no frames, the wrong frame count or NaN/Inf are an :class:`InputError`.
+    is flattened; no frames, the wrong frame count, NaN/Inf or values beyond float32's range are
+    an :class:`InputError`, and so are dtypes that are not real numbers (booleans, complex numbers,
+    timedelta64 / datetime64, strings, objects).
 
     ``width=None`` accepts any width; ``what`` replaces ``"(T, width)"`` in the shape error.
     """
     expected = f"(T, {width if width is not None else 'E'})" if what is None else what
-    if not (np.issubdtype(value.dtype, np.floating) or np.issubdtype(value.dtype, np.integer)):
-        raise InputError(f"{key!r} has dtype {value.dtype}, expected numbers", path)
+    # dtype.kind, not np.issubdtype: np.timedelta64 is a subtype of np.signedinteger.
+    if value.dtype.kind not in "fiu":
+        raise InputError(f"{key!r} has dtype {value.dtype}, expected numbers (real floats or integers)", path)
     if width is not None and value.ndim == 3 and value.shape[1:] == (width // 3, 3):
         value = value.reshape(value.shape[0], width)
     if value.ndim != 2 or (width is not None and value.shape[1] != width):
@@ -91,7 +95,21 @@ def checked_floats(
         raise InputError(f"{key!r} has {value.shape[0]} frames, expected {frames} like the poses", path)
     if not np.isfinite(value).all():
         raise InputError(f"{key!r} contains NaN or Inf", path)
-    return value.astype(np.float32)
+    with np.errstate(over="ignore"):
+        out = value.astype(np.float32)
+    if not np.isfinite(out).all():
+        big = float(np.abs(value).max())
+        raise InputError(f"{key!r} has values up to {big:.3g}, which do not fit float32 (at most 3.4e+38)", path)
+    return out
+
+
+# Frame rates a file may declare: mocap runs at 30-360 fps; 1e-300 or 1e300 would make any
+# duration or resampling meaningless (or enormous).
+MIN_FRAME_RATE = 1.0
+MAX_FRAME_RATE = 1000.0
+# An .npz's central directory: ~100 bytes a member, so 1 MiB is ~10,000 members (real files have
+# a few dozen); zipfile builds an object of ~600 bytes for each before anything else is checked.
+MAX_NPZ_DIRECTORY_BYTES = 2**20
 
 
 class NpzArchive:
@@ -101,12 +119,58 @@ class NpzArchive:
         self.path = path
         self._data = data
         self.files = tuple(data.files)
+        self._members = set(data.zip.namelist())
 
     def __contains__(self, key: str) -> bool:
         return key in self.files
 
+    def shape(self, key: str) -> tuple[int, ...]:
+        """The shape ``key`` declares in its ``.npy`` header; the data is not read."""
+        return self._header(key)[0]
+
+    def dtype(self, key: str) -> np.dtype:
+        """The dtype ``key`` declares in its ``.npy`` header; the data is not read."""
+        return self._header(key)[1]
+
+    def _header(self, key: str) -> tuple[tuple[int, ...], np.dtype]:
+        """Shape and dtype from the member's ``.npy`` header, checked against the bytes the member
+        holds: numpy allocates what the header declares before it reads any data."""
+        if key not in self.files:
+            raise InputError(f"has no {key!r}", self.path)
+        name = key if key in self._members else f"{key}.npy"  # the member NpzFile reads for key
+        info = self._data.zip.getinfo(name)
+        try:
+            with self._data.zip.open(info) as f:
+                version = np.lib.format.read_magic(f)
+                if version == (1, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+                elif version == (2, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+                else:
+                    raise ValueError(f"unsupported .npy format version {version[0]}.{version[1]}")
+                start = f.tell()
+        except ValueError as exc:
+            reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+            raise InputError(f"{key!r} is not a readable .npy array ({reason})", self.path) from None
+        except (OSError, EOFError, zipfile.BadZipFile, zlib.error):
+            raise InputError("not a valid .npz file (truncated or wrong format)", self.path) from None
+        count = math.prod(shape)  # Python ints: no overflow
+        held = info.file_size - start
+        if dtype.hasobject:  # a pickle, refused by raw(): no size to check
+            return shape, dtype
+        if count * dtype.itemsize > held or (dtype.itemsize == 0 and count > held):
+            raise InputError(
+                f"{key!r} declares shape {shape} of {dtype} ({count * dtype.itemsize / 2**20:.0f} MiB) but holds "
+                f"{held} bytes (truncated or forged)",
+                self.path,
+            )
+        return shape, dtype
+
     def raw(self, key: str) -> np.ndarray:
-        """The array ``key`` as stored (unchecked apart from pickles and a broken archive)."""
+        """The array ``key`` as stored (unchecked apart from pickles, a broken archive and a header
+        that declares more data than the member holds)."""
+        if self._header(key)[1].hasobject:
+            raise InputError(f"contains pickled objects ({key!r}), which are not loaded for safety", self.path)
         try:
             return self._data[key]
         except ValueError as exc:
@@ -118,7 +182,11 @@ class NpzArchive:
             raise InputError("not a valid .npz file (truncated or wrong format)", self.path) from None
 
     def floats(self, key: str, width: int | None, *, frames: int | None = None, what: str | None = None) -> np.ndarray:
-        """``key`` as float32 ``(T, width)``, checked by :func:`checked_floats`."""
+        """``key`` as float32 ``(T, width)``, checked by :func:`checked_floats`; a frame count other
+        than ``frames`` is refused from the header, before the data is read."""
+        shape = self.shape(key)
+        if frames is not None and len(shape) >= 2 and shape[0] != frames:
+            raise InputError(f"{key!r} has {shape[0]} frames, expected {frames} like the poses", self.path)
         return checked_floats(self.raw(key), key, self.path, width, frames=frames, what=what)
 
     def text(self, key: str) -> str:
@@ -130,25 +198,54 @@ class NpzArchive:
         return item.decode("utf-8", "replace") if isinstance(item, bytes) else str(item)
 
     def number(self, key: str) -> float:
-        """``key`` as one positive, finite number (a frame rate)."""
+        """``key`` as one frame rate: a finite number from :data:`MIN_FRAME_RATE` to :data:`MAX_FRAME_RATE`."""
+        shape = self.shape(key)
+        if math.prod(shape) != 1:  # refused from the header: a "frame rate" of a million values is not read
+            raise InputError(f"{key!r} is not a number (shape {shape}, dtype {self.dtype(key)})", self.path)
         value = self.raw(key)
-        if value.size != 1 or not (np.issubdtype(value.dtype, np.floating) or np.issubdtype(value.dtype, np.integer)):
+        if value.size != 1 or value.dtype.kind not in "fiu":
             raise InputError(f"{key!r} is not a number (shape {value.shape}, dtype {value.dtype})", self.path)
         number = float(value.reshape(()))
-        if not (np.isfinite(number) and number > 0):
-            raise InputError(f"{key!r} is {number}, expected a positive frame rate", self.path)
+        if not (np.isfinite(number) and MIN_FRAME_RATE <= number <= MAX_FRAME_RATE):
+            raise InputError(
+                f"{key!r} is {number}, expected a positive frame rate ({MIN_FRAME_RATE:g} to {MAX_FRAME_RATE:g} fps)",
+                self.path,
+            )
         return number
 
 
+def _zip_directory_bytes(f: IO[bytes]) -> int | None:
+    """The size of a zip's central directory as its end record declares it (what ``zipfile`` reads
+    and turns into one object per member), or None when there is no end record."""
+    try:
+        end = zipfile._EndRecData(f)  # the very record zipfile.ZipFile will use
+    except (AttributeError, OSError):  # AttributeError: a Python without the helper
+        return None
+    return None if end is None else int(end[zipfile._ECD_SIZE])
+
+
 @contextmanager
-def open_npz(path: str | Path, *, max_bytes: int) -> Iterator[NpzArchive]:
+def open_npz(path: str | Path, *, max_bytes: int, max_unpacked: int | None = None) -> Iterator[NpzArchive]:
     """An ``.npz`` archive opened safely (size-checked, no pickle), for reading checked arrays;
-    every problem is an :class:`InputError` naming the file."""
+    every problem is an :class:`InputError` naming the file.
+
+    ``max_bytes`` limits the file, ``max_unpacked`` (default ``max_bytes``) what its members unpack
+    to; each array's ``.npy`` header must also fit its member (:meth:`NpzArchive.raw`), so nothing
+    larger than these limits is ever allocated.
+    """
     path = checked_file(path, max_bytes=max_bytes)
+    max_unpacked = max_bytes if max_unpacked is None else max_unpacked
     with path.open("rb") as f:
         head = f.read(2)
+        directory = _zip_directory_bytes(f) if head == b"PK" else None
     if head[:1] == b"\x80":
         raise InputError("is a Python pickle, which is not loaded for safety; expected an .npz archive", path)
+    if directory is not None and directory > MAX_NPZ_DIRECTORY_BYTES:
+        raise InputError(
+            f"lists {directory / 2**20:.0f} MiB of members, over the {MAX_NPZ_DIRECTORY_BYTES / 2**20:.0f} MiB limit "
+            "(an .npz holds a few dozen arrays)",
+            path,
+        )
     try:
         data = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile):
@@ -157,9 +254,12 @@ def open_npz(path: str | Path, *, max_bytes: int) -> Iterator[NpzArchive]:
         raise InputError("is a single .npy array; expected an .npz archive of named arrays", path)
     with data:
         # Compressed members could expand far beyond the file size.
+        # zipfile never returns more than a member's declared file_size (it stops there and checks the
+        # CRC), so the declared sizes bound what can be read.
         unpacked = sum(info.file_size for info in data.zip.infolist())
-        if unpacked > max_bytes:
-            raise InputError(f"unpacks to {unpacked / 2**20:.0f} MiB, over the {max_bytes / 2**20:.0f} MiB limit", path)
+        if unpacked > max_unpacked:
+            raise InputError(
+                f"unpacks to {unpacked / 2**20:.0f} MiB, over the {max_unpacked / 2**20:.0f} MiB limit", path)
         yield NpzArchive(path, data)
 
 
@@ -211,6 +311,9 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
 
 __all__ = [
     "DEFAULT_CHECKPOINT",
+    "MAX_FRAME_RATE",
+    "MAX_NPZ_DIRECTORY_BYTES",
+    "MIN_FRAME_RATE",
     "NpzArchive",
     "asset_path",
     "atomic_write",

@@ -229,7 +229,7 @@ def test_model_folder_is_searched_like_smplx_does(model_files: dict[str, Path], 
         ({"f": np.full((4, 3), 10475)}, "'f' indexes vertices outside 0..10474"),
         ({"kintree_table": np.zeros((2, 55), np.int64)}, "'kintree_table' does not have the SMPL-X body joints"),
         ({"kintree_table": np.array([[-1, 5] + [0] * 53, range(55)])}, "'kintree_table': joint 1 has parent 5"),
-        ({"v_template": np.array([None] * 3, dtype=object)}, "'v_template' holds pickled objects"),
+        ({"v_template": np.array([None] * 3, dtype=object)}, "contains pickled objects ('v_template')"),
     ],
 )
 def test_bad_model_files_name_the_file_and_the_problem(
@@ -250,7 +250,7 @@ def test_unreadable_model_files(tmp_path: Path, model_files: dict[str, Path]) ->
     truncated.write_bytes(model_files["smplh"].read_bytes()[:100_000])
     cases = {
         empty: "empty file",
-        truncated: "not a valid .npz model file (truncated or wrong format)",
+        truncated: "not a valid .npz file (truncated or wrong format)",  # open_npz's words
         tmp_path / "missing.npz": "no such file or folder",
     }
     for path, message in cases.items():
@@ -406,3 +406,25 @@ def test_pickled_model_round_trip_matches_npz(model_files: dict[str, Path], tmp_
     b = load_body_model(pkl, allow_pickle=True, dtype=F64)
     x = random_inputs(2, seed=11, num_betas=16)
     torch.testing.assert_close(a(**x).vertices, b(**x).vertices)
+
+
+def test_a_model_file_that_unpacks_past_the_limit_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    """5 MB of compressed zeros unpacked to a 1.1 GB 'shapedirs' (read in full, then 'missing keys');
+    model files are read by open_npz now, with a 1 GiB limit on what they unpack to, and each
+    array's header must fit in its member."""
+    import zipfile
+
+    from bounded_load import bounded_load, npy_header, write_zero_member
+
+    path = tmp_path / "SMPLX_NEUTRAL.npz"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as z:
+        write_zero_member(z, "shapedirs.npy", (10475, 3, 9000))  # 1078 MiB
+    assert path.stat().st_size < 8 * 2**20
+    result = bounded_load("load_body_model(path)", path, headroom=256 * 2**20)
+    assert result["outcome"] == f"InputError: {path}: unpacks to 1079 MiB, over the 1024 MiB limit", result
+    assert result["grew"] < 16 * 2**20, result
+    forged = tmp_path / "forged.npz"  # a header that declares 1.2 GB over 16 stored bytes
+    with zipfile.ZipFile(forged, "w") as z:
+        z.writestr("v_template.npy", npy_header((100_000_000, 3)) + bytes(16))
+    result = bounded_load("load_body_model(path)", forged, headroom=256 * 2**20)
+    assert result["outcome"].startswith(f"InputError: {forged}: 'v_template' declares shape (100000000, 3)"), result

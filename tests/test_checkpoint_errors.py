@@ -203,3 +203,206 @@ def test_save_is_atomic_and_leaves_no_temp_files(tmp_path, monkeypatch):
         save_prior(small_random_prior(seed=1), path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["p.safetensors"]
+
+
+# ---- memory is bounded by design: nothing larger than the file is made from what it declares ----------
+
+
+def _text(t: str) -> bytes:  # BINUNICODE
+    return b"X" + len(t).to_bytes(4, "little") + t.encode()
+
+
+def _int(n: int) -> bytes:  # LONG1
+    size = (n.bit_length() + 8) // 8
+    return b"\x8a" + bytes([size]) + n.to_bytes(size, "little", signed=True)
+
+
+def _torch_zip(path, pickled: bytes, records: dict[str, bytes] | None = None, *, deflate: int = 0) -> None:
+    """A torch zip checkpoint as torch.save lays it out, with ``pickled`` as its data.pkl."""
+    import zipfile
+
+    method = zipfile.ZIP_DEFLATED if deflate else zipfile.ZIP_STORED
+    with zipfile.ZipFile(path, "w", method, compresslevel=deflate or None) as z:
+        z.writestr("archive/data.pkl", pickled)
+        z.writestr("archive/byteorder", "little")
+        for key, data in (records or {}).items():
+            z.writestr(f"archive/data/{key}", data)
+        z.writestr("archive/version", "3\n")
+
+
+@pytest.mark.parametrize("module,name,seen_as", [
+    ("builtins", "bytearray", "builtins.bytearray"),
+    ("__builtin__", "bytearray", "builtins.bytearray"),  # torch maps Python 2 names before its allowlist
+    ("torch", "Tensor", "torch.Tensor"),
+    ("torch.storage", "UntypedStorage", "torch.storage.UntypedStorage"),
+])
+@pytest.mark.parametrize("layout", ["zip", "legacy"])
+def test_a_tiny_pickle_that_allocates_a_stated_size_is_refused_before_torch_reads_it(
+    tmp_path, module, name, seen_as, layout
+):
+    """32 bytes: GLOBAL builtins.bytearray, 3e9, REDUCE. Torch's weights-only unpickler allows the call
+    (it made 3 GB); the walk over the pickle refuses it, in a process that could not afford it."""
+    from bounded_load import bounded_load
+
+    pickled = b"\x80\x02" + f"c{module}\n{name}\n".encode() + _int(3 * 10**9) + b"\x85R."
+    path = tmp_path / f"{name}.pth"
+    if layout == "zip":
+        _torch_zip(path, pickled)
+    else:
+        path.write_bytes(pickled)
+    assert path.stat().st_size < 400
+    result = bounded_load("load_prior(path, device='cpu')", path)
+    assert result["outcome"] == (f"InputError: {path}: holds Python objects other than tensors ({seen_as}) "
+                                 "that cannot be read safely"), result
+    assert result["grew"] < 64 * 2**20 and result["seconds"] < 5, result
+
+
+def _storage_pickle(numel: int, size: tuple[int, ...], stride: tuple[int, ...], *, legacy: bool = False) -> bytes:
+    """``{'model_state_dict': {'w': tensor}}`` whose tensor rebuilds from storage '0' of ``numel`` floats."""
+    tup = lambda xs: b"(" + b"".join(_int(x) for x in xs) + b"t"  # noqa: E731
+    pid = b"(" + _text("storage") + b"ctorch\nFloatStorage\n" + _text("0") + _text("cpu") + _int(numel)
+    pid += (b"N" if legacy else b"") + b"tQ"
+    tensor = (b"ctorch._utils\n_rebuild_tensor_v2\n(" + pid + _int(0) + tup(size) + tup(stride) + b"\x89"
+              + b"ccollections\nOrderedDict\n)Rt" + b"R")
+    return b"\x80\x02}" + _text("model_state_dict") + b"}" + _text("w") + tensor + b"ss."
+
+
+def test_compressed_records_that_inflate_past_the_file_are_refused(tmp_path):
+    """torch.save stores records as they are; torch.load inflates a deflated one to its stated size (a
+    0.3 MB file made a 300 MB storage). Its records must fit in the file."""
+    from bounded_load import bounded_load
+
+    n = 75_000_000  # floats: 300 MB of zeros
+    path = tmp_path / "bomb.pth"
+    _torch_zip(path, _storage_pickle(n, (n,), (1,)), {"0": bytes(4 * n)}, deflate=9)
+    assert path.stat().st_size < 2**20
+    result = bounded_load("load_prior(path, device='cpu')", path, headroom=256 * 2**20)
+    expected = f"InputError: {path}: its records unpack to 286 MiB, more than the file's"
+    assert result["outcome"].startswith(expected), result
+    assert result["grew"] < 64 * 2**20, result
+
+
+def test_a_storage_declared_larger_than_its_data_is_refused(tmp_path):
+    """Zip: torch checks a storage's stated size against its record. Legacy: torch allocates the stated
+    size first, so a 300-byte file made a 2 GB storage; the storages must fit in the bytes after the pickles."""
+    from bounded_load import bounded_load
+
+    zipped = tmp_path / "zip.pth"
+    _torch_zip(zipped, _storage_pickle(10**9, (2, 2), (2, 1)), {"0": bytes(16)})
+    expect_error(zipped, "truncated or corrupt", "does not match")
+    legacy = tmp_path / "legacy.pth"
+    magic = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19."  # torch's legacy magic number, protocol 1001, sys info
+    header = magic + b"\x80\x02M\xe9\x03." + b"\x80\x02}" + _text("little_endian") + b"\x88s."
+    keys = b"\x80\x02]" + _text("0") + b"a."
+    legacy.write_bytes(header + _storage_pickle(500_000_000, (4,), (1,), legacy=True) + keys
+                       + (4).to_bytes(8, "little") + bytes(16))
+    result = bounded_load("load_prior(path, device='cpu')", legacy)
+    assert result["outcome"] == f"InputError: {legacy}: declares 1907 MiB of tensor data but holds 0 MiB " \
+                                "(truncated or forged)", result
+
+
+def _views_state(hidden: int, embed: int, blocks: int = 2) -> dict[str, torch.Tensor]:
+    """ScoreModelFC weights of any width, each a zero-stride view of one stored float (a few KB on disk)."""
+    raw = torch.load(OFFICIAL_CKPT, weights_only=True)
+    one = torch.full((1,), 0.01)
+    shapes = {"pre_dense": (hidden, 63), "pre_dense_t": (hidden, embed), "pre_dense_cond": (hidden, hidden),
+              "pre_gnorm": (hidden,), "shared_time_embed.0": (embed, embed), "post_dense": (63, hidden)}
+    for b in range(1, blocks + 1):
+        for name, shape in (("dense1", (hidden, hidden)), ("dense1_t", (hidden, embed)), ("gnorm1", (hidden,)),
+                            ("dense2", (hidden, hidden)), ("dense2_t", (hidden, embed)), ("gnorm2", (hidden,))):
+            shapes[f"b{b}_{name}"] = shape
+    state = {"sigmas": raw["model_state_dict"]["sigmas"]}
+    for name, shape in shapes.items():
+        state[f"{name}.weight"], state[f"{name}.bias"] = one.expand(*shape), one.expand(shape[0])
+    return state
+
+
+@pytest.mark.parametrize(
+    "width,message",
+    [((8192, 8192, 2), "network has hidden width 8192, over the limit of 4096"),
+     ((4096, 4096, 16), "network has 1,125,138,495 parameters, over the limit of 100,000,000"),
+     ((1024, 512, 2), "weight 'pre_dense.weight' (1024, 63) is a view that repeats or overlaps its stored values")],
+)
+def test_zero_stride_weights_and_huge_widths_are_refused_before_the_network_is_built(tmp_path, width, message):
+    """A few KB of zero-stride views declared width 8192: building the network took 3.3 GB. Widths and
+    the parameter count are checked from the shapes first, and every weight must be stored in full."""
+    from bounded_load import bounded_load
+
+    path = tmp_path / "views.pth"
+    torch.save({"model_state_dict": _views_state(*width), "epoch": 1, "step": 1}, path)
+    assert path.stat().st_size < 32 * 1024
+    result = bounded_load("load_prior(path, device='cpu')", path)
+    assert result["outcome"].startswith(f"InputError: {path}: {message}"), result
+    assert result["grew"] < 128 * 2**20, result
+
+
+def test_the_parameter_bound_counts_what_the_network_would_have():
+    from prior.checkpoint import _parameter_count
+    from prior.model import NetConfig, ScoreNet
+
+    for config in (NetConfig(), NetConfig(hidden=64, embed=32, blocks=3, cond_layer=False), NetConfig(blocks=0)):
+        assert _parameter_count(config) == sum(p.numel() for p in ScoreNet(config).parameters())
+
+
+def test_own_format_widths_are_checked_from_the_header_before_any_tensor_is_read(tmp_path, monkeypatch):
+    import prior.checkpoint
+
+    path = save_prior(small_random_prior(hidden=64), tmp_path / "p.safetensors")
+    monkeypatch.setattr(prior.checkpoint, "MAX_HIDDEN", 32)
+    read = []
+    from safetensors import safe_open
+
+    class Spy:
+        def __init__(self, *args, **kwargs):
+            self.f = safe_open(*args, **kwargs)
+
+        def __enter__(self):
+            self.inner = self.f.__enter__()
+            return self
+
+        def __exit__(self, *exc):
+            return self.f.__exit__(*exc)
+
+        def get_tensor(self, key):
+            read.append(key)
+            return self.inner.get_tensor(key)
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+    monkeypatch.setattr("safetensors.safe_open", Spy)
+    expect_error(path, "network has hidden width 64, over the limit of 32")
+    assert read == []
+
+
+def test_a_safetensors_header_over_the_limit_is_refused(tmp_path):
+    import json
+
+    header = json.dumps({"__metadata__": {"format": "dposer-view", "pad": "x" * (17 * 2**20)}}).encode()
+    path = tmp_path / "big-header.safetensors"
+    path.write_bytes(len(header).to_bytes(8, "little") + header)
+    expect_error(path, "header is 17 MiB, over the 16 MiB limit")
+
+
+def test_weights_that_overflow_are_refused_by_a_probe_of_the_network(tmp_path, raw):
+    """Finite weights x 1e30 loaded and turned every sample into NaN, with no notification."""
+    path = tmp_path / "x1e30.pth"
+    torch.save({**raw, "ema": {**raw["ema"], "shadow_params": [p * 1e30 for p in raw["ema"]["shadow_params"]]}},
+               path)
+    expect_error(path, "network outputs NaN/Inf on a test batch; the weights are broken")
+
+
+def test_own_format_with_a_broken_sde_or_normaliser_is_refused(tmp_path):
+    import json
+
+    from safetensors import safe_open
+
+    path = save_prior(small_random_prior(), tmp_path / "p.safetensors")
+    with safe_open(str(path), framework="pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    bad = tmp_path / "sde.safetensors"
+    save_file(tensors, str(bad), metadata={**meta, "sde": json.dumps({"beta_min": 0.1, "beta_max": float("nan")})})
+    expect_error(bad, "bad SDE in the metadata")
+    bad = tmp_path / "std.safetensors"
+    save_file({**tensors, "normalizer.std": torch.full((63,), float("inf"))}, str(bad), metadata=meta)
+    expect_error(bad, "normaliser statistics must be finite (63,) with positive std")

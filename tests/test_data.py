@@ -332,3 +332,88 @@ def test_motion_files_are_clips_when_they_have_poses_else_observed_joints(tmp_pa
     with pytest.raises(InputError, match=r"nothing.npz: no poses or joints found: .* found 'other'"):
         np.savez(tmp_path / "nothing.npz", other=np.zeros(3))
         load_motion(tmp_path / "nothing.npz")
+
+
+# ---- frame limits, checked from the arrays' headers before they are read ---------------------------
+
+
+def test_a_small_file_of_too_many_frames_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    """0.2 MB of compressed zeros held a 300,000-frame clip (200 MB read here, 3.3 GB in the viewer)."""
+    import zipfile
+
+    from bounded_load import bounded_load, write_zero_member
+
+    path = tmp_path / "long.npz"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as z:
+        write_zero_member(z, "poses.npy", (300_000, 165))
+        write_zero_member(z, "trans.npy", (300_000, 3))
+    assert path.stat().st_size < 2**20
+    for call in ("load_clip(path)", "load_motion(path)"):
+        result = bounded_load(call, path, headroom=160 * 2**20)
+        assert result["outcome"] == f"InputError: {path}: 'poses' has 300000 frames, over the limit of 100000", result
+        assert result["grew"] < 16 * 2**20, result
+    joints = tmp_path / "joints.npz"
+    with zipfile.ZipFile(joints, "w", zipfile.ZIP_DEFLATED) as z:
+        write_zero_member(z, "joints.npy", (100_001, 22, 3))
+    result = bounded_load("load_joints(path)", joints, headroom=160 * 2**20)
+    assert result["outcome"] == f"InputError: {joints}: 'joints' has 100001 frames, over the limit of 100000", result
+
+
+def test_callers_pass_their_own_frame_and_pose_limits(tmp_path: Path, shared_data: Path) -> None:
+    clip = shared_data / "gesture_clip.npz"  # 240 frames at 30 fps
+    assert load_clip(clip, max_frames=240).num_frames == 240
+    with pytest.raises(InputError, match=r"gesture_clip.npz: '\w+' has 240 frames, over the limit of 239"):
+        load_clip(clip, max_frames=239)
+    with pytest.raises(InputError, match="over the limit of 100"):
+        load_motion(clip, max_frames=100)
+    path = write(tmp_path / "set.npz", pose_body=np.zeros((4, 5, 21, 3), np.float32))
+    assert load_poses(path, max_poses=20).shape == (20, 63)
+    with pytest.raises(InputError, match=r"set.npz: 'pose_body' has 20 poses, over the limit of 19"):
+        load_poses(path, max_poses=19)
+    amass = shared_data / "amass_body_poses.npz"  # what `dposer eval` reads: 8498 + 500 poses
+    assert load_poses(amass, key="train").shape == (8498, 63) and load_poses(amass, key="val").shape == (500, 63)
+
+
+def test_resampling_is_bounded_in_rate_and_frames(shared_data: Path) -> None:
+    clip = load_clip(shared_data / "gesture_clip.npz")  # 240 frames, 30 fps: 7.97 s
+    assert clip.resampled(1000).num_frames == 7967
+    with pytest.raises(InputError, match=r"resampling to 1000 fps gives 7967 frames, over the limit of 5000"):
+        clip.resampled(1000, max_frames=5000)
+    for rate in (1e-300, 1e6):
+        with pytest.raises(InputError, match="frame rate must be a positive number from 1 to 1000 fps"):
+            clip.resampled(rate)
+    with pytest.raises(InputError, match="over the limit of 1000"):
+        load_clip(shared_data / "gesture_clip.npz", fps=200, max_frames=1000)
+
+
+def test_frame_rate_of_1e_300_and_many_keys_give_short_lines(tmp_path: Path) -> None:
+    path = write(tmp_path / "slow.npz", poses=np.zeros((10, 165)), mocap_frame_rate=np.array(1e-300))
+    with pytest.raises(InputError, match=r"'mocap_frame_rate' is 1e-300, expected a positive frame rate \(1 to 1000"):
+        load_clip(path)
+    path = write(tmp_path / "keys.npz", **{f"k{i}": np.zeros(1) for i in range(50)})
+    with pytest.raises(InputError) as err:
+        load_clip(path)
+    assert str(err.value).endswith("found 'k0', 'k1', 'k2', 'k3', 'k4', 'k5', 'k6', 'k7' and 42 more")
+
+
+def test_joints_and_betas_of_odd_dtypes_or_too_large_for_float32_are_refused(tmp_path):
+    """np.issubdtype(dtype, np.number) lets timedelta64 and complex in, and 1e300 passes a finite
+    check made before the float32 cast."""
+    from prior.data import load_clip, load_joints
+
+    joints = np.zeros((5, 22, 3))
+    for name, value, fragment in (("td", joints.astype("m8[s]"), "dtype timedelta64"),
+                                  ("cx", joints.astype(np.complex64), "dtype complex64"),
+                                  ("big", joints + 1e300, "too large for float32")):
+        path = tmp_path / f"{name}.npz"
+        np.savez(path, joints=value)
+        with pytest.raises(InputError, match=fragment):
+            load_joints(path)
+    pose = np.zeros((5, 63), np.float32)
+    for name, betas, fragment in (("td", np.zeros(10, "m8[s]"), "dtype timedelta64"),
+                                  ("cx", np.zeros(10, np.complex64), "dtype complex64"),
+                                  ("big", np.full(10, 1e300), "too large for float32")):
+        path = tmp_path / f"betas_{name}.npz"
+        np.savez(path, pose_body=pose, root_orient=np.zeros((5, 3), np.float32), betas=betas)
+        with pytest.raises(InputError, match=fragment):
+            load_clip(path)

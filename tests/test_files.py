@@ -162,3 +162,126 @@ def test_open_npz_refuses_pickles_and_archives_that_unpack_too_far(tmp_path: Pat
     assert (tmp_path / "zeros.npz").stat().st_size < 2**20
     with pytest.raises(InputError, match="unpacks to 8 MiB"), open_npz(tmp_path / "zeros.npz", max_bytes=2**20):
         pass
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        (np.zeros((2, 63), "timedelta64[s]"), "timedelta64"),  # a subtype of np.signedinteger
+        (np.full((2, 63), 1e300), "do not fit float32"),  # finite in float64, Inf once cast
+        (np.full((2, 63), -4e38), "do not fit float32"),
+    ],
+    ids=["timedelta", "1e300", "-4e38"],
+)
+def test_checked_floats_refuses_what_is_not_a_finite_float32(value, fragment) -> None:
+    with pytest.raises(InputError, match="'pose_body'") as err:
+        prior.files.checked_floats(value, "pose_body", Path("in.npz"), 63)
+    assert fragment in str(err.value) and str(err.value).startswith("in.npz: ")
+
+
+def test_checked_floats_takes_real_numbers_as_float32() -> None:
+    for value in (np.ones((2, 63), np.float16), np.ones((2, 63), np.int64), np.ones((2, 63), np.uint8),
+                  np.full((2, 63), 3e38), np.ones((2, 21, 3), np.float64)):
+        out = prior.files.checked_floats(value, "pose_body", Path("in.npz"), 63)
+        assert out.dtype == np.float32 and out.shape == (2, 63) and np.isfinite(out).all()
+
+
+# ---- npz reads are bounded by what the members hold, checked before numpy allocates -------------------
+
+
+def test_npz_headers_give_shape_and_dtype_without_reading_the_data(tmp_path: Path) -> None:
+    import io
+    import zipfile
+
+    path = save_npz(tmp_path / "a.npz", {"x": np.zeros((5, 63), np.float32), "s": np.array(30.0)})
+    with zipfile.ZipFile(path, "a") as z:  # a version 2.0 header, as np.save writes for huge headers
+        out = io.BytesIO()
+        np.lib.format.write_array(out, np.arange(6, dtype=np.int16).reshape(2, 3), version=(2, 0))
+        z.writestr("v2.npy", out.getvalue())
+        z.writestr("junk.npy", b"not an array at all")
+    with open_npz(path, max_bytes=2**20) as archive:
+        assert archive.shape("x") == (5, 63) and archive.dtype("x") == np.float32
+        assert archive.shape("s") == () and archive.dtype("s") == np.float64
+        assert archive.shape("v2") == (2, 3) and archive.raw("v2").tolist() == [[0, 1, 2], [3, 4, 5]]
+        for read in (archive.shape, archive.raw):  # numpy returned the member's bytes here, not an array
+            with pytest.raises(InputError, match=r"a.npz: 'junk' is not a readable .npy array \(.*magic"):
+                read("junk")
+
+
+def test_an_npy_header_that_declares_more_than_its_member_holds_is_refused(tmp_path: Path) -> None:
+    """numpy allocates the shape an .npy header declares before it reads any data: a 260-byte file
+    declaring 7 TiB raised MemoryError (no InputError, a traceback in the CLI), and one declaring
+    1.9 GB allocated it. The header must fit in the member."""
+    import zipfile
+
+    from bounded_load import bounded_load, npy_header
+
+    path = tmp_path / "forged.npz"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("huge.npy", npy_header((10**12 // 165, 165), "<f8") + bytes(16))
+        z.writestr("big.npy", npy_header((3_000_000, 165)) + bytes(16))
+    for key, declared in (("huge", "(6060606060, 165) of float64 (7629395 MiB)"),
+                          ("big", "(3000000, 165) of float32 (1888 MiB)")):
+        result = bounded_load(f"with prior.files.open_npz(path, max_bytes=2**20) as a:\n    a.raw({key!r})", path)
+        assert result["outcome"] == (f"InputError: {path}: {key!r} declares shape {declared} but holds 16 bytes "
+                                     "(truncated or forged)"), result
+
+
+def test_a_member_that_inflates_past_its_declared_size_is_cut_there(tmp_path: Path) -> None:
+    """open_npz's unpacked-size limit trusts each member's declared size. That holds: zipfile returns no
+    more than a member's declared size, whatever its data inflates to (and checks the CRC there). A forger
+    who also fixes the CRC gets a clean read of a few bytes whose .npy header declares 200 MB, which numpy
+    allocated; the header must fit in the member."""
+    import struct
+    import zipfile
+    import zlib
+
+    from bounded_load import bounded_load, npy_header, write_zero_member
+
+    path = tmp_path / "lying.npz"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        write_zero_member(z, "pose_body.npy", (800_000, 63))  # 200 MB of zeros
+    data = bytearray(path.read_bytes())
+    central = data.rfind(b"PK\x01\x02")
+    lie = 128 + 63 * 4  # declares one frame's worth
+    crc = zlib.crc32(npy_header((800_000, 63)) + bytes(63 * 4))
+    for size_at, crc_at in ((22, 14), (central + 24, central + 16)):  # local header, central directory
+        struct.pack_into("<I", data, size_at, lie)
+        struct.pack_into("<I", data, crc_at, crc)
+    path.write_bytes(bytes(data))
+    with zipfile.ZipFile(path) as z, z.open("pose_body.npy") as member:
+        assert z.getinfo("pose_body.npy").file_size == lie
+        assert len(member.read()) == lie  # a clean read, cut at the declared size
+    result = bounded_load("with prior.files.open_npz(path, max_bytes=2**30) as a:\n    a.raw('pose_body')", path,
+                          headroom=128 * 2**20)
+    assert result["outcome"] == (f"InputError: {path}: 'pose_body' declares shape (800000, 63) of float32 (192 MiB) "
+                                 "but holds 252 bytes (truncated or forged)"), result
+    assert result["grew"] < 32 * 2**20, result
+
+
+def test_an_npz_listing_too_many_members_is_refused_before_they_are_parsed(tmp_path: Path) -> None:
+    """zipfile turns every central-directory entry into an object (~8x the bytes) before any check:
+    the directory's declared size is limited first (and an error line lists only a few names)."""
+    import zipfile
+
+    path = tmp_path / "members.npz"
+    with zipfile.ZipFile(path, "w") as z:
+        for i in range(20_000):
+            z.writestr(f"member_{i:013d}", b"")
+    with pytest.raises(InputError) as err:
+        with open_npz(path, max_bytes=2**30):
+            pass
+    assert str(err.value) == f"{path}: lists 1 MiB of members, over the 1 MiB limit (an .npz holds a few dozen arrays)"
+
+
+def test_frame_rates_outside_1_to_1000_fps_are_refused(tmp_path: Path) -> None:
+    for rate in (1e-300, 0.5, 1e6, float("inf")):
+        path = save_npz(tmp_path / "r.npz", {"fps": np.array(rate)})
+        with open_npz(path, max_bytes=2**20) as archive, pytest.raises(InputError) as err:
+            archive.number("fps")
+        assert str(err.value) == f"{path}: 'fps' is {rate}, expected a positive frame rate (1 to 1000 fps)"
+    path = save_npz(tmp_path / "ok.npz", {"a": np.array(1), "b": np.array([1000.0]), "many": np.zeros(10**6)})
+    with open_npz(path, max_bytes=2**24) as archive:
+        assert (archive.number("a"), archive.number("b")) == (1.0, 1000.0)
+        with pytest.raises(InputError, match=r"'many' is not a number \(shape \(1000000,\), dtype float64\)"):
+            archive.number("many")

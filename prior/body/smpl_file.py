@@ -5,21 +5,23 @@ package reads them: ``.npz`` as data, ``.pkl`` only when opted in; every problem
 from __future__ import annotations
 
 import pickle
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..errors import InputError
-from ..files import checked_file
+from ..files import checked_file, open_npz
 from ..parts import SMPLX_PARENTS
 from .kinematics import depth_order
 from .labels import labels_from_weights, smplx_vertex_labels
 from .model import BodyKind, BodyModel
 
-# Model files are a few hundred MB at most (SMPL-X with 300 betas is ~ 170 MB uncompressed).
+# Model files are a few hundred MB at most (SMPL-X with 300 betas is ~ 170 MB uncompressed,
+# SMPL-H 30-100 MB). The .npz limit is on what the archive unpacks to: a 2 MB file of compressed
+# zeros could otherwise unpack to gigabytes.
 MAX_MODEL_BYTES = 2 * 2**30
+MAX_MODEL_UNPACKED_BYTES = 2**30
 
 # (vertices, joints) of each licensed model family, used to tell them apart from the file alone.
 _MODEL_SIZES: dict[tuple[int, int], BodyKind] = {(10475, 55): "smplx", (6890, 52): "smplh", (6890, 24): "smpl"}
@@ -56,23 +58,13 @@ def _read_model_arrays(path: Path, *, allow_pickle: bool) -> dict[str, np.ndarra
                 except (TypeError, ValueError):
                     raise InputError(f"{key!r} is not a numeric array", path) from None
         return out
-    try:
-        data = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
-        raise InputError("not a valid .npz model file (truncated or wrong format)", path) from None
-    if not isinstance(data, np.lib.npyio.NpzFile):
-        raise InputError("expected an .npz archive of named arrays, found a single .npy array", path)
+    # open_npz: no pickles, what the members unpack to is limited, and each array's header must fit
+    # its member, all before anything is read.
     out = {}
-    with data:
+    with open_npz(path, max_bytes=MAX_MODEL_BYTES, max_unpacked=MAX_MODEL_UNPACKED_BYTES) as archive:
         for key in _REQUIRED_KEYS + ("hands_meanl", "hands_meanr"):
-            if key not in data.files:
-                continue
-            try:
-                out[key] = data[key]
-            except ValueError:
-                raise InputError(f"{key!r} holds pickled objects, which are not loaded for safety", path) from None
-            except (OSError, EOFError, zipfile.BadZipFile):
-                raise InputError("not a valid .npz model file (truncated or wrong format)", path) from None
+            if key in archive:
+                out[key] = archive.raw(key)
     return out
 
 
@@ -190,4 +182,4 @@ def find_model_file(folder: Path, gender: str) -> Path:
     )
 
 
-__all__ = ["MAX_MODEL_BYTES", "find_model_file", "smpl_family_model"]
+__all__ = ["MAX_MODEL_BYTES", "MAX_MODEL_UNPACKED_BYTES", "find_model_file", "smpl_family_model"]
