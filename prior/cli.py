@@ -17,6 +17,33 @@ import tyro
 
 from .errors import InputError
 
+# Bounds of the flags, checked before any work so a typo is one line, not an allocation failure.
+MAX_SAMPLES = 100_000
+MAX_STEPS = 100_000
+MAX_HYPOTHESES = 1000
+MAX_COMPLETIONS = 10_000_000  # poses x hypotheses of one `dposer complete`
+MAX_TRAJECTORY = 4_000_000  # steps x samples kept by `dposer generate --trajectory` (1 GB)
+MAX_EVAL_SAMPLES = 10_000  # PRDC holds three (N, N) float64 distance matrices
+MAX_NOISE_M = 1.0
+MAX_WINDOW = 100_000
+MAX_SEED = 2**63 - 2  # torch seeds are 64-bit; denoise also uses seed + 1
+
+
+def _in_range(flag: str, value: float, low: float, high: float, unit: str = "") -> None:
+    """Refuse ``flag``'s ``value`` outside ``low..high`` (NaN included), naming both."""
+    if not (low <= value <= high):
+        raise InputError(f"{flag} must be in {low}..{high}{unit} (got {value})")
+
+
+def _check_seed(seed: int | None, flag: str = "--seed") -> None:
+    if seed is not None:
+        _in_range(flag, seed, 0, MAX_SEED)
+
+
+def _checkpoint_path(prior) -> str | None:
+    """The file a prior was read from (named when its results are unusable)."""
+    return prior.info.get("path")
+
 
 @dataclass
 class Common:
@@ -73,24 +100,30 @@ class Generate(Common):
     """Output .npz: pose_body (N, 63), joints (N, 22, 3) from --body-model; with --trajectory also
     trajectory (steps, N, 63) and t (steps,)."""
     num: int = 16
-    """Number of samples."""
+    """Number of samples (1..100000, solved in one batch: memory grows linearly with it)."""
     steps: int = 1000
-    """Reverse-diffusion steps."""
+    """Reverse-diffusion steps (2..100000); with --trajectory, --steps x --num at most 4,000,000."""
     sampler: Literal["sde", "ode"] = "sde"
     """Euler-Maruyama predictor-corrector (sde) or deterministic probability-flow ODE (ode)."""
     corrector: bool = False
     """Add a Langevin corrector step (snr 0.16) to the sde sampler."""
     seed: int | None = None
-    """Random seed: the same seed gives the same samples."""
+    """Random seed (0..2^63-2): the same seed gives the same samples."""
     trajectory: bool = False
     """Also save every step of the reverse diffusion."""
 
     def run(self) -> None:
         from .files import save_npz
+        from .outputs import check_writable, refuse_non_finite
         from .sampling import generate
 
-        if self.num < 1 or self.steps < 2:
-            raise InputError(f"--num must be >= 1 and --steps >= 2 (got {self.num}, {self.steps})")
+        _in_range("--num", self.num, 1, MAX_SAMPLES)
+        _in_range("--steps", self.steps, 2, MAX_STEPS)
+        _check_seed(self.seed)
+        if self.trajectory and self.steps * self.num > MAX_TRAJECTORY:
+            raise InputError(f"--trajectory keeps --steps x --num = {self.steps * self.num} poses, over the "
+                             f"{MAX_TRAJECTORY} limit (1 GB); lower --steps or --num")
+        check_writable(self.out, "--out")
         prior = self.load_prior()
         bar = _Bar("generate")
         try:
@@ -104,6 +137,7 @@ class Generate(Common):
         arrays["joints"] = self.joints_of(arrays["pose_body"])
         if self.trajectory:
             arrays |= {"trajectory": res.trajectory.numpy(), "t": res.t.numpy()}
+        refuse_non_finite(arrays, unit="samples", path=_checkpoint_path(prior), axes={"trajectory": 1})
         save_npz(self.out, arrays)
         print(f"wrote {self.out}: pose_body {arrays['pose_body'].shape}", file=sys.stderr)
 
@@ -122,30 +156,40 @@ class Complete(Common):
     joints: str | None = None
     """Alternatively, comma-separated body joint indices 0..20 (or names like left_knee)."""
     hypotheses: int = 10
-    """Completions per pose."""
+    """Completions per pose (1..1000; poses x hypotheses at most 10,000,000). The poses are solved in
+    chunks, so the solver's memory does not grow with the number of poses N; the result is held
+    whole until it is written: about 0.5 KB x H per pose (pose_body and joints, float32)."""
     solver: Literal["dps", "dposer", "scoresde"] = "dps"
     """dps: guided posterior sampling (hypothesis 0 = the consensus of the draws); dposer: DPoser's
     own optimisation; scoresde: the ScoreSDE replacement sampler."""
     steps: int = 1000
-    """Sampler steps for the scoresde solver."""
+    """Sampler steps for the scoresde solver (1..100000)."""
     seed: int | None = None
-    """Random seed: the same seed gives the same completions."""
+    """Random seed (0..2^63-2): the same seed gives the same completions. Each pose draws from its own
+    stream (see prior.completion.complete), so pose i's completions do not depend on the other poses."""
 
     def run(self) -> None:
         from .completion import complete, make_mask
         from .data import load_poses
         from .files import save_npz
+        from .outputs import check_writable, refuse_non_finite
         from .parts import parse_joints
 
         if (self.part is None) == (self.joints is None):
             raise InputError("give exactly one of --part or --joints")
-        if self.hypotheses < 1:
-            raise InputError(f"--hypotheses must be >= 1 (got {self.hypotheses})")
+        _in_range("--hypotheses", self.hypotheses, 1, MAX_HYPOTHESES)
+        _in_range("--steps", self.steps, 1, MAX_STEPS)
+        _check_seed(self.seed)
         try:
             mask = make_mask(part=self.part) if self.part else make_mask(joints=parse_joints(self.joints))
         except ValueError as e:
             raise InputError(str(e)) from None
+        check_writable(self.out, "--out")
         poses = load_poses(self.poses)
+        if len(poses) * self.hypotheses > MAX_COMPLETIONS:
+            raise InputError(f"{len(poses)} poses x --hypotheses {self.hypotheses} = {len(poses) * self.hypotheses} "
+                             f"completions, over the {MAX_COMPLETIONS} limit of one run (about 0.5 KB each in "
+                             "memory); split the file or lower --hypotheses", self.poses)
         prior = self.load_prior()
         bar = _Bar("complete")
         try:
@@ -156,7 +200,9 @@ class Complete(Common):
         finally:
             bar.close()
         pose = res.pose_body.numpy()
-        save_npz(self.out, {"pose_body": pose, "mask": res.mask.numpy(), "joints": self.joints_of(pose)})
+        arrays = {"pose_body": pose, "mask": res.mask.numpy(), "joints": self.joints_of(pose)}
+        refuse_non_finite(arrays, unit="poses", path=_checkpoint_path(prior))
+        save_npz(self.out, arrays)
         print(f"wrote {self.out}: pose_body {tuple(res.pose_body.shape)}", file=sys.stderr)
 
 
@@ -181,10 +227,12 @@ class Train(Common, TrainConfig):
     """Continue from <run-dir>/last.pt when it exists."""
 
     def run(self) -> None:
-        from .train import load_training_data, train
+        from .train import check_run_paths, load_training_data, train
 
-        data = load_training_data(self.data, split=self.split, val_split=self.val_split)
         recipe = TrainConfig(**{f: getattr(self, f) for f in TrainConfig.__dataclass_fields__})
+        recipe.validate()
+        check_run_paths(self.run_dir, self.out)
+        data = load_training_data(self.data, split=self.split, val_split=self.val_split)
         path = train(data, self.run_dir, recipe, out=self.out, device=self.device, resume=self.resume)
         if path is not None:
             print(f"wrote {path}", file=sys.stderr)
@@ -205,13 +253,15 @@ class Eval(Common):
     train_split: str = "train"
     """Split the baselines draw from."""
     num_poses: int | None = None
-    """Evaluate only the first N poses of --split (default: all)."""
+    """Evaluate only the first N >= 1 poses of --split (default: all)."""
     num_samples: int = 500
-    """Generated samples for APD / FD / PRDC."""
+    """Generated samples for APD / FD / PRDC (4..10000: PRDC's 3 nearest neighbours need 4, and it
+    holds (N, N) distance matrices)."""
     steps: int = 1000
-    """Sampler steps for generation."""
+    """Sampler steps for generation (2..100000)."""
     hypotheses: int = 10
-    """Completion hypotheses per pose."""
+    """Completion hypotheses per pose (1..1000, and at most the training poses: the nearest-neighbour
+    baseline draws that many)."""
     parts: tuple[str, ...] = ("left_leg", "right_leg", "left_arm", "right_arm", "trunk", "legs", "arms")
     """Parts to complete."""
     solvers: tuple[Literal["dps", "dposer", "scoresde"], ...] = ("dps", "dposer")
@@ -219,6 +269,7 @@ class Eval(Common):
     baselines_only: bool = False
     """Skip the prior: only the mean-pose and nearest-neighbour baselines."""
     seed: int = 0
+    """Random seed (0..2^63-2) of generation and completion."""
 
     def run(self) -> None:
         import json
@@ -226,15 +277,31 @@ class Eval(Common):
         from .data import load_poses
         from .evaluate import EvalData, evaluate_completion, evaluate_generation, format_tables, load_fid_stats
         from .files import write_text_atomic
+        from .outputs import check_writable, refuse_non_finite
         from .parts import PARTS
 
         for part in self.parts:
             if part not in PARTS:
                 raise InputError(f"unknown part {part!r}; expected one of {', '.join(PARTS)}")
+        if self.num_poses is not None and self.num_poses < 1:
+            raise InputError(f"--num-poses must be >= 1 (got {self.num_poses})")
+        _in_range("--num-samples", self.num_samples, 4, MAX_EVAL_SAMPLES)
+        _in_range("--steps", self.steps, 2, MAX_STEPS)
+        _in_range("--hypotheses", self.hypotheses, 1, MAX_HYPOTHESES)
+        _check_seed(self.seed)
+        check_writable(self.out, "--out")
         train = load_poses(self.data, key=self.train_split)
         test = load_poses(self.data, key=self.split)
         if self.num_poses is not None:
             test = test[: self.num_poses]
+        if self.hypotheses > len(train):
+            raise InputError(f"--hypotheses {self.hypotheses} is more than the {len(train)} poses of "
+                             f"--train-split {self.train_split!r}, which the nearest-neighbour baseline draws from",
+                             self.data)
+        num_gen = min(self.num_samples, len(test)) if self.num_poses else self.num_samples
+        if not self.baselines_only and min(num_gen, len(test)) < 4:
+            raise InputError(f"generation metrics need at least 4 poses of --split {self.split!r}, got {len(test)} "
+                             "(raise --num-poses, or --baselines-only)", self.data)
         mu, sigma = load_fid_stats(self.fid_stats)
         data = EvalData(train=train, test=test, fid_mu=mu, fid_sigma=sigma)
         body = self.load_body()
@@ -246,13 +313,16 @@ class Eval(Common):
             bar = _Bar("generate")
             try:
                 report["generation"] = evaluate_generation(
-                    prior, body, data, num=min(self.num_samples, len(test)) if self.num_poses else self.num_samples,
-                    steps=self.steps, seed=self.seed, callback=bar)
+                    prior, body, data, num=num_gen, steps=self.steps, seed=self.seed, callback=bar)
             finally:
                 bar.close()
         report["completion"] = evaluate_completion(
             prior, body, data, parts=self.parts, solvers=self.solvers, hypotheses=self.hypotheses, seed=self.seed,
             callback=lambda part: print(f"completing {part} ...", file=sys.stderr))
+        metrics = {"generation": list((report.get("generation") or {}).values())}
+        metrics |= {f"completion {part}": list(row.values()) for part, row in report["completion"].items()}
+        refuse_non_finite({k: np.asarray(v, dtype=np.float64) for k, v in metrics.items()}, unit="metrics",
+                          path=None if prior is None else _checkpoint_path(prior))
         write_text_atomic(self.out, json.dumps(report, indent=2, default=str))
         print(format_tables(report))
         print(f"wrote {self.out}", file=sys.stderr)
@@ -276,36 +346,46 @@ class Denoise(Common):
     joints_key: str | None = None
     """The array of --joints to read (default: the first of the names above)."""
     noise_std: float | None = None
-    """Gaussian noise added to every joint coordinate, metres (default 0.04 with --clip, 0 with --joints)."""
+    """Gaussian noise added to every joint coordinate, metres (0..1; default 0.04 with --clip, 0 with --joints)."""
     observed: str | None = None
     """Observed joints (default all 22): SMPL-X indices 0..21, names (left_wrist) or parts (legs), comma-separated."""
     window: int = 300
-    """Frames per window; longer clips are solved in overlapping, cross-faded windows."""
+    """Frames per window (2..100000); longer clips are solved in overlapping, cross-faded windows."""
     overlap: int = 30
-    """Frames shared by neighbouring windows."""
+    """Frames shared by neighbouring windows (0..window-1)."""
     fit_root: bool = False
     """Also fit the root orientation and translation instead of taking them from the input (always
     on for --joints without root_orient and trans)."""
     seed: int | None = None
-    """Random seed: the same seed gives the same noise and the same result."""
+    """Random seed (0..2^63-3): the same seed gives the same noise and the same result."""
     metrics: Path | None = None
     """Also write metrics to this JSON file: distance of the result to the observations (fit_mm),
-    and with --clip MPJPE (mm) of the noisy input and of the result against the clean joints."""
+    and with --clip MPJPE (mm) of the noisy input and of the result against the clean joints.
+    Written together with --out: both or neither."""
 
     def run(self) -> None:
         import json
+        from contextlib import ExitStack
 
         from .data import clip_arrays, load_clip, load_joints
-        from .files import save_npz, write_text_atomic
+        from .files import atomic_write
         from .motion import DenoiseOptions, parse_observed
         from .motion_fit import fit_motion, observe_motion
+        from .outputs import check_distinct, check_writable, refuse_non_finite
         from .parts import NUM_SKELETON_JOINTS
 
         if (self.clip is None) == (self.joints is None):
             raise InputError("give exactly one of --clip (a clip to noise and denoise) and --joints (observed joints)")
         noise_std = self.noise_std if self.noise_std is not None else (0.04 if self.clip is not None else 0.0)
-        if not noise_std >= 0:
-            raise InputError(f"--noise-std must be >= 0 metres (got {noise_std})")
+        _in_range("--noise-std", noise_std, 0.0, MAX_NOISE_M, " metres")
+        _in_range("--window", self.window, 2, MAX_WINDOW, " frames")
+        _in_range("--overlap", self.overlap, 0, self.window - 1, " frames (below --window)")
+        if self.seed is not None:  # the solver draws from seed + 1
+            _in_range("--seed", self.seed, 0, MAX_SEED - 1)
+        check_writable(self.out, "--out")
+        if self.metrics is not None:
+            check_writable(self.metrics, "--metrics")
+        check_distinct(**{"--out": self.out, "--metrics": self.metrics})
         source = self.clip if self.clip is not None else self.joints
         motion = load_clip(self.clip) if self.clip is not None else load_joints(self.joints, key=self.joints_key)
         try:
@@ -324,15 +404,22 @@ class Denoise(Common):
             raise InputError(str(e), source) from None
         finally:
             bar.close()
-        save_npz(self.out, clip_arrays(fit.clip) | {"noisy_joints": obs.joints})
+        arrays = clip_arrays(fit.clip)
         metrics = fit.metrics
-        if self.metrics is not None:
-            report = {
-                "input": str(source), "frames": fit.clip.num_frames, "fps": fit.clip.fps, "noise_std_m": noise_std,
-                "seed": self.seed, "observed": list(observed or range(NUM_SKELETON_JOINTS)),
-                "fit_root": fit.root_fitted, **metrics,
-            }
-            write_text_atomic(self.metrics, json.dumps(report, indent=2))
+        # The observations may hold NaN (joints not seen); the results may not.
+        refuse_non_finite({k: v for k, v in arrays.items() if v.ndim == 2}, unit="frames",
+                          path=_checkpoint_path(prior))
+        refuse_non_finite({"metrics": np.asarray(list(metrics.values()), np.float64)}, unit="metrics",
+                          path=_checkpoint_path(prior))
+        with ExitStack() as stack:  # both files or neither: each replaces its target only once both are written
+            np.savez(stack.enter_context(atomic_write(self.out)), **(arrays | {"noisy_joints": obs.joints}))
+            if self.metrics is not None:
+                report = {
+                    "input": str(source), "frames": fit.clip.num_frames, "fps": fit.clip.fps,
+                    "noise_std_m": noise_std, "seed": self.seed,
+                    "observed": list(observed or range(NUM_SKELETON_JOINTS)), "fit_root": fit.root_fitted, **metrics,
+                }
+                stack.enter_context(atomic_write(self.metrics)).write(json.dumps(report, indent=2).encode("utf-8"))
         summary = f"fit {metrics['fit_mm']:.1f} mm to the observations"
         if "mpjpe_in_mm" in metrics:
             summary = f"MPJPE {metrics['mpjpe_in_mm']:.1f} -> {metrics['mpjpe_out_mm']:.1f} mm"

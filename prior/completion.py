@@ -69,6 +69,32 @@ def make_mask(
     return torch.from_numpy(space.joint_mask(space.part(part) if part is not None else tuple(joints)))
 
 
+MAX_BATCH_ROWS = 4096
+"""Solver rows (pose x hypothesis or draw) solved together by :func:`complete` by default."""
+
+
+def pose_seed(seed: int, index: int) -> int:
+    """The seed of pose ``index``'s noise in a completion seeded with ``seed`` (``seed`` for pose 0)."""
+    return seed if index == 0 else (seed + index * 0x9E3779B97F4A7C15) % 2**64
+
+
+class PoseNoise:
+    """Standard-normal draws from one generator per pose: ``noise((P * k, D))`` gives pose ``p`` rows
+    ``p * k .. p * k + k - 1`` from its own generator, so what a pose draws does not depend on the
+    poses batched with it."""
+
+    def __init__(self, seeds: list[int], device: torch.device) -> None:
+        self.gens = [make_generator(s, device) for s in seeds]
+        self.device = device
+
+    def __call__(self, shape: torch.Size | tuple[int, ...]) -> torch.Tensor:
+        rows, dim = shape
+        out = torch.empty(rows, dim, device=self.device)
+        for gen, block in zip(self.gens, out.view(len(self.gens), rows // len(self.gens), dim)):
+            block.normal_(generator=gen)  # the values torch.randn(block.shape, generator=gen) gives
+        return out
+
+
 def complete(
     prior: PosePrior,
     pose_body: torch.Tensor,
@@ -83,10 +109,11 @@ def complete(
     callback: ProgressFn | None = None,
     callback_every: int = 5,
     cancel: CancelFlag | None = None,
+    max_batch_rows: int = MAX_BATCH_ROWS,
 ) -> CompletionResult:
     """Complete the masked dims of ``pose_body: (N, D)`` (axis-angle, ``D = prior.space.dim``);
-    ``mask: (D,)`` or ``(N, D)``, True = unknown. Returns ``H = hypotheses`` completions per pose, solved
-    together in one batch.
+    ``mask: (D,)`` or ``(N, D)``, True = unknown. Returns ``H = hypotheses`` completions per pose, the
+    hypotheses of many poses solved together in one batch (see the chunks below).
 
     ``solver="dposer"``: DPoser's optimisation with the truncated ``schedule`` (default: what the
     checkpoint recommends, see ``DPoserSchedule.for_prior``); the prior term uses a
@@ -100,6 +127,14 @@ def complete(
     forward-noised copy of the observation after each step.
     ``init`` (dposer solver): masked dims start from N(0, 1) noise in model space (DPoser), or from
     ``pose_body`` itself to refine a pose rather than re-imagine the masked part.
+
+    Poses are solved in chunks of at most ``max_batch_rows`` solver rows (a pose has ``H`` rows,
+    ``max(H - 1, consensus_draws)`` for dps), so the memory of the solve does not grow with ``N``;
+    only the returned ``(N, H, D)`` float32 tensor does. Every pose draws its noise from its own
+    generator (pose ``i`` seeded with ``pose_seed(seed, i)``; pose 0 with ``seed`` itself), so a
+    pose's completions depend on ``seed``, its index and itself only: not on the other poses, on
+    ``N`` or on the chunking. With more poses than one chunk holds, ``callback`` streams the chunk
+    being solved (``extra["poses"] = (start, stop)``) and counts steps over all chunks.
     """
     device, dim = prior.device, prior.space.dim
     pose_body = as_tensor(pose_body, device)
@@ -109,48 +144,73 @@ def complete(
     masked = torch.as_tensor(mask, dtype=torch.bool, device=device).expand(n, dim)
     if hypotheses < 1:
         raise ValueError("hypotheses must be >= 1")
-    gen = make_generator(seed, device)
-
-    def to_output(x: torch.Tensor) -> torch.Tensor:
-        pose = prior.denormalize(x).reshape(n, hypotheses, dim)
-        return torch.where(masked[:, None, :], pose, pose_body[:, None, :])
-
-    def report(step: int, total: int, t: float, x: torch.Tensor) -> None:
-        if callback is not None and should_report(step, total, callback_every):
-            callback(Progress("complete", step, total, t, cpu_copy(to_output(x))))
-
+    if max_batch_rows < 1:
+        raise ValueError("max_batch_rows must be >= 1")
     expected = {"dposer": DPoserSchedule, "dps": PosteriorSchedule}.get(solver)
+    if solver not in ("dposer", "dps", "scoresde"):
+        raise ValueError(f"unknown solver {solver!r}; expected 'dposer', 'dps' or 'scoresde'")
     if schedule is not None and not isinstance(schedule, expected or ()):
         raise ValueError(f"schedule {type(schedule).__name__} does not fit solver {solver!r}")
     if init != "noise" and solver != "dposer":
         raise ValueError("init='pose' needs solver='dposer'")
+    if solver == "dps":
+        schedule = schedule if schedule is not None else PosteriorSchedule.for_prior(prior)
+        rows, total = max(hypotheses - 1, schedule.consensus_draws, 1), schedule.total
+    elif solver == "dposer":
+        schedule = schedule if schedule is not None else DPoserSchedule.for_prior(prior)
+        rows, total = hypotheses, schedule.total
+    else:
+        rows, total = hypotheses, steps
+    chunk = max(1, max_batch_rows // rows)  # poses per chunk
+    chunks = range(0, n, chunk)
+    base_seed = torch.Generator().seed() if seed is None else seed
+    out = torch.empty(n, hypotheses, dim)
+    for c, start in enumerate(chunks):
+        stop = min(start + chunk, n)
+        noise = PoseNoise([pose_seed(base_seed, i) for i in range(start, stop)], device)
+
+        def report(step: int, _total: int, t: float, x: torch.Tensor, start=start, stop=stop, c=c) -> None:
+            step, all_steps = c * total + step, len(chunks) * total
+            if callback is not None and should_report(step, all_steps, callback_every):
+                pose = _to_output(prior, x, pose_body[start:stop], masked[start:stop], hypotheses)
+                extra = {"poses": (start, stop)} if len(chunks) > 1 else {}
+                callback(Progress("complete", step, all_steps, t, cpu_copy(pose), extra))
+
+        out[start:stop] = _complete_chunk(prior, pose_body[start:stop], masked[start:stop], hypotheses, solver,
+                                          schedule, steps, noise, init, report, cancel).cpu()
+    return CompletionResult(pose_body=out, mask=torch.as_tensor(mask, dtype=torch.bool).cpu())
+
+
+def _to_output(prior, x: torch.Tensor, pose_body: torch.Tensor, masked: torch.Tensor, hypotheses: int):
+    """Model-space rows ``(P * H, D)`` -> ``(P, H, D)`` axis-angle with the observed dims of ``pose_body`` exact."""
+    pose = prior.denormalize(x).reshape(pose_body.shape[0], hypotheses, -1)
+    return torch.where(masked[:, None, :], pose, pose_body[:, None, :])
+
+
+def _complete_chunk(prior, pose_body, masked, hypotheses: int, solver: Solver, schedule, steps: int,
+                    noise: PoseNoise, init: str, report, cancel) -> torch.Tensor:
+    """``(P, H, D)`` completions of the ``P`` poses ``pose_body`` (see :func:`complete`)."""
     if solver == "dps":  # needs autograd through the network: no inference mode
-        post = schedule if schedule is not None else PosteriorSchedule.for_prior(prior)
         with torch.no_grad():
-            x = _posterior_solve(prior, pose_body, masked, hypotheses, post, gen, report, cancel)
-            out = to_output(x)
-        return CompletionResult(pose_body=out.cpu(), mask=torch.as_tensor(mask, dtype=torch.bool).cpu())
+            x = _posterior_solve(prior, pose_body, masked, hypotheses, schedule, noise, report, cancel)
+            return _to_output(prior, x, pose_body, masked, hypotheses)
     with torch.inference_mode():
         # Flatten (pose, hypothesis) into one batch: row r = pose r // H, hypothesis r % H.
         obs = prior.normalize(pose_body).repeat_interleave(hypotheses, dim=0)
         masked_rows = masked.repeat_interleave(hypotheses, dim=0)
         if solver == "dposer":
             start = None if init == "noise" else obs
-            schedule = schedule if schedule is not None else DPoserSchedule.for_prior(prior)
-            x = _dposer_solve(prior, obs, masked_rows, schedule, gen, report, cancel, start)
-        elif solver == "scoresde":
-            x = _scoresde_solve(prior, obs, masked_rows, steps, gen, report, cancel)
+            x = _dposer_solve(prior, obs, masked_rows, schedule, noise, report, cancel, start)
         else:
-            raise ValueError(f"unknown solver {solver!r}; expected 'dposer', 'dps' or 'scoresde'")
-        out = to_output(x)
-    return CompletionResult(pose_body=out.cpu(), mask=torch.as_tensor(mask, dtype=torch.bool).cpu())
+            x = _scoresde_solve(prior, obs, masked_rows, steps, noise, report, cancel)
+        return _to_output(prior, x, pose_body, masked, hypotheses)
 
 
-def _dposer_solve(prior, obs, masked, schedule: DPoserSchedule, gen, report, cancel, start=None,
+def _dposer_solve(prior, obs, masked, schedule: DPoserSchedule, noise, report, cancel, start=None,
                   step0: int = 0, total: int | None = None) -> torch.Tensor:
     device = obs.device
     observed = (~masked).float()
-    init = torch.randn(obs.shape, generator=gen, device=device) if start is None else start
+    init = noise(obs.shape) if start is None else start
     x = torch.where(masked, init, obs)
     times = torch.as_tensor(schedule.times(), dtype=torch.float32, device=device)
     sched = prior.schedule(times)
@@ -160,7 +220,7 @@ def _dposer_solve(prior, obs, masked, schedule: DPoserSchedule, gen, report, can
     for k in range(schedule.total):
         check_cancel(cancel)
         it = k // schedule.steps_per_iter
-        residual = prior_residual(sched, k, x, torch.randn(x.shape, generator=gen, device=device))
+        residual = prior_residual(sched, k, x, noise(x.shape))
         grad = (2.0 * inv_dim) * ((100.0 / (1 + it)) * observed * (x - obs) + (0.1 * (it + 1)) * weight[k] * residual)
         x = adam.step(x, grad)
         report(step0 + k + 1, total or schedule.total, float(times[k]), x)
@@ -171,23 +231,23 @@ class _Inpainting:
     """A predictor whose update puts the observed dims back after every step, forward-noised to
     the step's time (ScoreSDE's inpainting: ``get_inpaint_update_fn`` in ``yang-song/score_sde``)."""
 
-    def __init__(self, predictor: EulerMaruyama, obs: torch.Tensor, masked: torch.Tensor, gen: torch.Generator):
-        self.predictor, self.obs, self.masked, self.gen = predictor, obs, masked, gen
+    def __init__(self, predictor: EulerMaruyama, obs: torch.Tensor, masked: torch.Tensor, noise: PoseNoise):
+        self.predictor, self.obs, self.masked, self.noise = predictor, obs, masked, noise
 
     def step(self, x: torch.Tensor, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The predictor's ``(x, x_mean)`` with ``x``'s observed dims replaced by ``alpha_i obs + std_i z``."""
         x, x_mean = self.predictor.step(x, i)
         sched = self.predictor.sched
-        noisy_obs = sched.alpha[i] * self.obs + sched.std[i] * torch.randn(x.shape, generator=self.gen, device=x.device)
+        noisy_obs = sched.alpha[i] * self.obs + sched.std[i] * self.noise(x.shape)
         return torch.where(self.masked, x, noisy_obs), x_mean
 
 
-def _scoresde_solve(prior, obs, masked, steps: int, gen, report, cancel, eps: float = 1e-3) -> torch.Tensor:
+def _scoresde_solve(prior, obs, masked, steps: int, noise, report, cancel, eps: float = 1e-3) -> torch.Tensor:
     device = obs.device
     grid = torch.linspace(prior.sde.T, eps, steps, device=device)
-    stepper = _Inpainting(EulerMaruyama(prior, grid, gen=gen), obs, masked, gen)
+    stepper = _Inpainting(EulerMaruyama(prior, grid, noise=noise), obs, masked, noise)
     dt = 1.0 / steps
-    x = torch.randn(obs.shape, generator=gen, device=device)
+    x = noise(obs.shape)
     x_mean = x
     for i in range(steps):
         check_cancel(cancel)
@@ -207,7 +267,7 @@ def _guided_x0(sched: TimeSchedule, i: int, x: torch.Tensor, obs: torch.Tensor, 
     return x0.detach(), grad
 
 
-def _posterior_solve(prior, pose_body, masked, hypotheses: int, post: PosteriorSchedule, gen, report,
+def _posterior_solve(prior, pose_body, masked, hypotheses: int, post: PosteriorSchedule, noise, report,
                      cancel) -> torch.Tensor:
     """``(N * H, D)`` model-space completions, row ``r`` = pose ``r // H``: hypothesis 0 the
     consensus of the draws, the rest draws (see ``PosteriorSchedule``)."""
@@ -227,7 +287,7 @@ def _posterior_solve(prior, pose_body, masked, hypotheses: int, post: PosteriorS
         return torch.cat([x.mean(1, keepdim=True), keep], 1).reshape(n * hypotheses, -1)
 
     total = post.total
-    x = torch.randn(obs.shape, generator=gen, device=device)
+    x = noise(obs.shape)
     done = 0
     for i in range(post.steps):
         a = alpha[i] / alpha[i + 1]  # forward step t_{i+1} -> t_i: x_i = a x_{i+1} + sqrt(v) z
@@ -237,14 +297,14 @@ def _posterior_solve(prior, pose_body, masked, hypotheses: int, post: PosteriorS
             x0, grad = _guided_x0(sched, i, x, obs, observed)
             if i < post.steps - 1:  # ancestral step to t_{i+1} from q(x_{i+1} | x_i, x0_hat)
                 mean = (a * var[i + 1] / var[i]) * x + (alpha[i + 1] * v / var[i]) * x0
-                nxt = mean + (v * var[i + 1] / var[i]).sqrt() * torch.randn(x.shape, generator=gen, device=device)
+                nxt = mean + (v * var[i + 1] / var[i]).sqrt() * noise(x.shape)
             else:
                 nxt = x0
             step = post.guidance * grad
             norm = step.norm(dim=1, keepdim=True)
             nxt = nxt - step * (post.max_guidance_step / norm.clamp_min(post.max_guidance_step))
             if u < post.resample - 1:  # RePaint: back to t_i and redo the step
-                x = a * nxt + v.sqrt() * torch.randn(x.shape, generator=gen, device=device)
+                x = a * nxt + v.sqrt() * noise(x.shape)
             else:
                 x = nxt
             done += 1
@@ -253,6 +313,6 @@ def _posterior_solve(prior, pose_body, masked, hypotheses: int, post: PosteriorS
         def refine_report(step: int, total: int, t: float, x: torch.Tensor) -> None:
             report(step, total, t, shown(x))
 
-        x = _dposer_solve(prior, obs, masked_rows, post.refine, gen, refine_report, cancel, start=x,
+        x = _dposer_solve(prior, obs, masked_rows, post.refine, noise, refine_report, cancel, start=x,
                           step0=done, total=total)
     return shown(x)

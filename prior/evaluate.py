@@ -19,6 +19,7 @@ import torch
 from .body import BodyModel
 from .completion import Solver, complete, make_mask
 from .metrics import apd_m, frechet_distance, gaussian_stats, mpjpe_mm, prdc
+from .outputs import refuse_non_finite
 from .parts import NUM_SKELETON_JOINTS, part_joints
 from .pose_prior import PosePrior
 from .sampling import generate
@@ -52,9 +53,14 @@ def load_fid_stats(path, *, dim: int = BODY_SPACE.dim) -> tuple[np.ndarray, np.n
                 raise InputError(
                     f"has no {key!r}, expected Frechet statistics 'mu' ({dim},) and 'sigma' ({dim}, {dim})", path)
             value = archive.raw(key)
-            if value.shape != shape or not np.isfinite(value).all():
+            if value.dtype.kind not in "fiu":  # not np.issubdtype: timedelta64 counts as an integer there
+                raise InputError(f"{key!r} has dtype {value.dtype}, expected numbers (real floats or integers)", path)
+            if value.shape != shape:
                 raise InputError(f"{key!r} must be finite with shape {shape}, found {value.shape}", path)
-            out.append(value.astype(np.float64))
+            value = value.astype(np.float64)
+            if not np.isfinite(value).all():
+                raise InputError(f"{key!r} contains NaN or Inf", path)
+            out.append(value)
     return out[0], out[1]
 
 
@@ -62,10 +68,11 @@ def body_joints(body: BodyModel, pose_body: np.ndarray | torch.Tensor, *, chunk:
     """Body poses ``(..., 63)`` -> ``(..., 22, 3)`` SMPL-X joints 0..21, betas 0, no root (metres)."""
     pose = torch.as_tensor(np.asarray(pose_body), dtype=torch.float32)
     flat = pose.reshape(-1, BODY_SPACE.dim)
+    out = np.empty((flat.shape[0], NUM_SKELETON_JOINTS, 3), np.float32)  # filled in place: one copy in memory
     with torch.no_grad():
-        out = torch.cat([body.joints(flat[i : i + chunk])[:, :NUM_SKELETON_JOINTS]
-                         for i in range(0, flat.shape[0], chunk)])
-    return out.reshape(*pose.shape[:-1], NUM_SKELETON_JOINTS, 3).numpy()
+        for i in range(0, flat.shape[0], chunk):
+            out[i : i + chunk] = body.joints(flat[i : i + chunk])[:, :NUM_SKELETON_JOINTS].cpu().numpy()
+    return out.reshape(*pose.shape[:-1], NUM_SKELETON_JOINTS, 3)
 
 
 def evaluate_generation(
@@ -74,6 +81,7 @@ def evaluate_generation(
 ) -> dict[str, float]:
     """APD (generated vs real), pose-space Frechet distance and PRDC on joint positions."""
     gen = generate(prior, num, steps=steps, seed=seed, callback=callback).pose_body.numpy()
+    refuse_non_finite({"generated pose_body": gen}, unit="samples", path=prior.info.get("path"))
     real = data.test[:num]
     j_gen, j_real = body_joints(body, gen), body_joints(body, real)
     pr = prdc(j_real.reshape(len(real), -1), j_gen.reshape(num, -1), k=3)
@@ -97,8 +105,12 @@ def nearest_visible(train: np.ndarray, test: np.ndarray, mask: np.ndarray, k: in
     """Fill the masked dims of ``test (N, 63)`` from its ``k`` nearest training poses on the visible
     dims -> ``(N, k, 63)`` (observed dims kept)."""
     vis = ~mask
-    d = torch.cdist(torch.from_numpy(test[:, vis]).double(), torch.from_numpy(train[:, vis]).double())
-    idx = d.topk(k, largest=False).indices.numpy()  # (N, k), nearest first
+    train_vis = torch.from_numpy(train[:, vis]).double()
+    rows = max(1, 2**24 // max(1, len(train)))  # test poses per (rows, len(train)) distance block: 128 MiB
+    idx = np.zeros((len(test), k), np.int64)  # (N, k), nearest first
+    for i in range(0, len(test), rows):
+        d = torch.cdist(torch.from_numpy(test[i : i + rows, vis]).double(), train_vis)
+        idx[i : i + rows] = d.topk(k, largest=False).indices.numpy()
     out = np.repeat(test[:, None, :], k, axis=1)
     out[:, :, mask] = train[idx][:, :, mask]
     return out
@@ -124,6 +136,7 @@ def evaluate_completion(
         for solver in solvers if prior is not None else ():
             pred = complete(prior, torch.from_numpy(test), torch.from_numpy(mask), hypotheses=hypotheses,
                             solver=solver, seed=seed).pose_body.numpy()
+            refuse_non_finite({f"{solver} completions of {part}": pred}, unit="poses", path=prior.info.get("path"))
             err = _part_errors(body, pred, gt, joints)
             row[f"{solver}_best{hypotheses}_mm"] = float(err.min(1).mean())
             row[f"{solver}_single_mm"] = float(err[:, 0].mean())

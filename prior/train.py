@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -31,11 +32,11 @@ class TrainConfig:
     """Recipe. Defaults follow DPoser (batch 1280, Adam 2e-4, 5k warm-up, clip 1, EMA 0.9999)."""
 
     steps: int = 400_000
-    """Optimiser steps."""
+    """Optimiser steps (1..10^9)."""
     batch_size: int = 1280
-    """Global batch (split evenly over torchrun processes)."""
+    """Global batch (1..65536; split evenly over torchrun processes)."""
     lr: float = 2e-4
-    """Adam learning rate after warm-up."""
+    """Adam learning rate after warm-up (0 < lr <= 1)."""
     warmup: int = 5000
     """Linear learning-rate warm-up steps."""
     grad_clip: float = 1.0
@@ -45,13 +46,13 @@ class TrainConfig:
     t_eps: float = 1e-5
     """Smallest diffusion time drawn, t ~ U(t_eps, 1)."""
     hidden: int = 1024
-    """Network width (a multiple of 32)."""
+    """Network width (a multiple of 32, the GroupNorm groups: 32..16384)."""
     embed: int = 512
-    """Time-embedding width."""
+    """Time-embedding width (4..16384)."""
     blocks: int = 2
-    """Residual blocks."""
+    """Residual blocks (0..64)."""
     dropout: float = 0.1
-    """Dropout during training (may change when a run is resumed, e.g. 0 to fine-tune)."""
+    """Dropout during training (0..0.99; may change when a run is resumed, e.g. 0 to fine-tune)."""
     scale_by_sigma: bool = False
     """Reproduce DPoser's inverted output scaling (needed only to match the official recipe
     exactly); off, the network predicts the noise directly, which trains faster."""
@@ -63,6 +64,24 @@ class TrainConfig:
     """Steps between validation losses (EMA weights, fixed noise)."""
     save_every: int = 5000
     """Steps between resume checkpoints (last.pt)."""
+
+    def validate(self) -> None:
+        """Refuse a recipe that cannot train: one :class:`InputError` line naming the flag and its value."""
+        for name, (low, high) in _RECIPE_BOUNDS.items():
+            value = getattr(self, name)
+            if not low <= value <= high:  # NaN too
+                raise InputError(f"--{name.replace('_', '-')} must be in {low}..{high} (got {value})")
+        if self.hidden % NetConfig.groups:
+            raise InputError(f"--hidden must be a multiple of {NetConfig.groups} (the network's GroupNorm groups), "
+                             f"got {self.hidden}")
+
+
+_RECIPE_BOUNDS: dict[str, tuple[float, float]] = {  # TrainConfig field: inclusive bounds
+    "steps": (1, 10**9), "batch_size": (1, 65536), "lr": (1e-12, 1.0), "warmup": (0, 10**9),
+    "grad_clip": (0.0, 1e6), "ema_decay": (0.0, 1.0), "t_eps": (1e-9, 0.5), "hidden": (32, 16384),
+    "embed": (4, 16384), "blocks": (0, 64), "dropout": (0.0, 0.99), "seed": (0, 2**32 - 1),
+    "log_every": (1, 10**9), "val_every": (1, 10**9), "save_every": (1, 10**9),
+}
 
 
 @dataclass
@@ -120,6 +139,22 @@ def _dist_info() -> tuple[int, int, int]:
     return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
 
 
+def check_run_paths(run_dir: str | os.PathLike, out: str | os.PathLike | None, *, write: bool = True
+                    ) -> tuple[Path, Path]:
+    """``(run_dir, out)`` (default ``<run_dir>/prior.safetensors``) once both are known to be usable
+    (``write``: that files can be created there), before any work; else an :class:`InputError`."""
+    from .outputs import check_writable
+
+    run_dir = Path(run_dir)
+    out = Path(out) if out is not None else run_dir / "prior.safetensors"
+    if run_dir.exists() and not run_dir.is_dir():
+        raise InputError("--run-dir is a file, expected a folder (for last.pt and loss_log.jsonl)", run_dir)
+    if write:
+        check_writable(run_dir / "last.pt", "--run-dir")
+        check_writable(out, "--out")
+    return run_dir, out
+
+
 def train(
     data: TrainData,
     run_dir: str | os.PathLike,
@@ -135,7 +170,9 @@ def train(
     Under ``torchrun`` every rank calls this; rank 0 logs, checkpoints and writes the result, and
     the others return ``None``. ``resume=True`` continues from ``<run_dir>/last.pt`` if present.
     """
+    config.validate()
     rank, world, local_rank = _dist_info()
+    run_dir, out = check_run_paths(run_dir, out, write=rank == 0)
     distributed = world > 1
     if distributed:
         import torch.distributed as dist
@@ -151,8 +188,6 @@ def train(
     if config.batch_size % world:
         raise InputError(f"batch size {config.batch_size} is not divisible by the {world} processes")
 
-    run_dir = Path(run_dir)
-    out = Path(out) if out is not None else run_dir / "prior.safetensors"
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
 
@@ -175,16 +210,24 @@ def train(
 
     last = run_dir / "last.pt"
     if resume and last.exists():
-        state = torch.load(last, map_location=dev, weights_only=True)
-        if _without(state.get("net_config") or {}, "dropout") != _without(net_config.to_dict(), "dropout"):
-            raise InputError("resume state was made with another network config; use a new --run-dir", last)
-        net.load_state_dict(state["net"])
-        opt.load_state_dict(state["opt"])
-        ema.load_state_dict(state["ema"])
-        step = int(state["step"])
-        log_rows = list(state.get("log", []))
-        rng_state = state.get("rng", {}).get(rank)
-        phases = list(state.get("phases", [{"from_step": 0, "recipe": None}]))  # None: not recorded
+        state = _read_resume_state(last, dev)
+        try:
+            if _without(state.get("net_config") or {}, "dropout") != _without(net_config.to_dict(), "dropout"):
+                raise InputError("resume state was made with another network config; use a new --run-dir", last)
+            net.load_state_dict(state["net"])
+            opt.load_state_dict(state["opt"])
+            ema.load_state_dict(state["ema"])
+            step = int(state["step"])
+            log_rows = list(state.get("log", []))
+            rng_state = (state.get("rng") or {}).get(rank)
+            phases = list(state.get("phases", [{"from_step": 0, "recipe": None}]))  # None: not recorded
+            if rng_state is not None:
+                rng_state = {"batches": rng_state["batches"], "torch": rng_state["torch"]}
+        except InputError:
+            raise
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as e:
+            raise InputError(f"resume state is damaged ({_first_line(e)}); delete it or use a new --run-dir",
+                             last) from None
     recipe = asdict(config)
     if not phases or _without(phases[-1]["recipe"] or {}, *_BOOKKEEPING) != _without(recipe, *_BOOKKEEPING):
         phases.append({"from_step": step, "recipe": recipe})  # resumed with a changed recipe
@@ -198,8 +241,12 @@ def train(
     gen = torch.Generator(device=dev)
     gen.manual_seed(config.seed * 1000 + rank * 7919)  # each rank draws its own batches
     if rng_state is not None:  # a resumed run continues exactly where it stopped
-        gen.set_state(rng_state["batches"].to(gen.get_state().device))
-        torch.set_rng_state(rng_state["torch"])
+        try:
+            gen.set_state(rng_state["batches"].to(gen.get_state().device))
+            torch.set_rng_state(rng_state["torch"])
+        except (TypeError, ValueError, RuntimeError, AttributeError) as e:
+            raise InputError(f"resume state is damaged (random state: {_first_line(e)}); delete it or use a new "
+                             "--run-dir", last) from None
     local_batch = config.batch_size // world
     bar = None
     if progress and rank == 0:
@@ -218,10 +265,19 @@ def train(
 
     def export(path: Path) -> Path:
         """Write the EMA weights as a self-contained prior (also used for mid-run snapshots)."""
+        from .outputs import refuse_non_finite
+
         final = copy.deepcopy(net).cpu()  # not ScoreNet(...): that would draw from the global RNG
         with torch.no_grad():
             for p, s in zip(final.parameters(), ema.shadow):
                 p.copy_(s)
+        try:
+            refuse_non_finite({k: v.numpy() for k, v in final.state_dict().items()}, unit="rows", source="training",
+                              hint=f"the run diverged by step {step}; lower --lr or keep --grad-clip on")
+        except InputError:
+            if bar is not None:
+                bar.close()
+            raise
         provenance = {
             "trained_by": "dposer train",
             "data": data.source,
@@ -253,7 +309,13 @@ def train(
         opt.step()
         ema.update(params)
         step += 1
-        running += float(loss.detach())
+        loss_value = float(loss.detach())
+        if not math.isfinite(loss_value):
+            if bar is not None:
+                bar.close()
+            raise InputError(f"training diverged at step {step}: the loss is {loss_value}; lower --lr (now "
+                             f"{config.lr}) or keep --grad-clip on (last.pt holds the last saved step)", run_dir)
+        running += loss_value
         if bar is not None:
             bar.update(1)
         if rank == 0 and (step % config.log_every == 0 or step == config.steps):
@@ -304,6 +366,27 @@ def validation_loss(net: ScoreNet, ema: EMA, sde: SubVPSDE, x_val: torch.Tensor,
         p.copy_(b)
     net.train(was_training)
     return total / repeats
+
+
+def _first_line(e: BaseException, limit: int = 160) -> str:
+    text = str(e).strip().splitlines()
+    line = text[0] if text else type(e).__name__
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def _read_resume_state(last: Path, dev: torch.device) -> dict[str, Any]:
+    """``last.pt`` read by torch's weights-only unpickler; unreadable or foreign content is an :class:`InputError`."""
+    try:
+        state = torch.load(last, map_location=dev, weights_only=True)
+    except Exception as e:  # truncated zip, a pickle the weights-only unpickler refuses, I/O errors
+        raise InputError(f"resume state cannot be read ({type(e).__name__}: {_first_line(e)}); delete it or use "
+                         "a new --run-dir", last) from None
+    missing = [k for k in ("net", "opt", "ema", "step") if not isinstance(state, dict) or k not in state]
+    if missing:
+        found = f"a {type(state).__name__}" if not isinstance(state, dict) else f"a dict without {missing}"
+        raise InputError(f"is not a dposer train resume state (found {found}); delete it or use a new --run-dir",
+                         last)
+    return state
 
 
 def load_training_data(path: str | os.PathLike, *, split: str = "train", val_split: str | None = "val") -> TrainData:

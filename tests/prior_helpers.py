@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from pathlib import Path
 
 import torch
@@ -14,6 +16,25 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 OFFICIAL_CKPT = SHARED / "conformance" / "dposer_official_format_random.pth"
 REFERENCE_OUTPUTS = SHARED / "conformance" / "dposer_reference_outputs.npz"
 DATA = SHARED / "data"
+DPOSER = shutil.which("dposer")
+
+
+def run(*args: str, ok: bool = True) -> subprocess.CompletedProcess:
+    """The installed ``dposer`` command with ``args``; ``ok``: assert it exits 0."""
+    assert DPOSER, "the dposer console script is not installed (pip install -e .)"
+    proc = subprocess.run([DPOSER, *map(str, args)], capture_output=True, text=True, timeout=300)
+    if ok:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) -> None:
+    """Exit 2 and stderr one line holding every fragment."""
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
 
 
 class GaussianNet(nn.Module):

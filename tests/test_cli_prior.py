@@ -2,31 +2,10 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-
 import numpy as np
 import pytest
 
-from prior_helpers import DATA, OFFICIAL_CKPT
-
-DPOSER = shutil.which("dposer")
-
-
-def run(*args: str, ok: bool = True) -> subprocess.CompletedProcess:
-    assert DPOSER, "the dposer console script is not installed (pip install -e .)"
-    proc = subprocess.run([DPOSER, *map(str, args)], capture_output=True, text=True, timeout=300)
-    if ok:
-        assert proc.returncode == 0, proc.stderr
-    return proc
-
-
-def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) -> None:
-    assert proc.returncode == 2, proc.stderr
-    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
-    assert len(lines) == 1, proc.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
+from prior_helpers import DATA, OFFICIAL_CKPT, assert_one_line_error, run
 
 
 @pytest.fixture(scope="module")

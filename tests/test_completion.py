@@ -153,3 +153,25 @@ def test_schedule_is_dposer_truncated():
     assert len(times) == 200
     assert 0.19 < times[0] <= 0.2 and times[-1] == pytest.approx(0.002)
     assert np.all(np.diff(times) < 0)
+
+
+@pytest.mark.parametrize("solver", ["dps", "dposer", "scoresde"])
+def test_completion_in_chunks_equals_one_batch_and_a_pose_does_not_depend_on_the_others(solver, demo_poses):
+    prior = load_prior(None, device="cpu")  # trained: a stable solve, so batch sizes change only rounding
+    poses = torch.cat([demo_poses, demo_poses[:1] + 0.1])  # 5 poses
+    mask = make_mask(part="left_arm")
+    schedule = {"dps": PosteriorSchedule(steps=4, resample=2, consensus_draws=3),
+                "dposer": DPoserSchedule(iterations=2, steps_per_iter=4), "scoresde": None}[solver]
+    kw = dict(hypotheses=3, solver=solver, schedule=schedule, steps=5, seed=11)
+    whole = complete(prior, poses, mask, **kw).pose_body
+    seen = []
+    chunked = complete(prior, poses, mask, max_batch_rows=6, callback=seen.append, callback_every=1, **kw).pose_body
+    fewer = complete(prior, poses[:3], mask, **kw).pose_body
+    assert torch.allclose(chunked, whole, atol=1e-5), (chunked - whole).abs().max()
+    assert torch.allclose(fewer, whole[:3], atol=1e-5), (fewer - whole[:3]).abs().max()
+    assert (whole[:, 0] - whole[:, 1]).abs().max() > 1e-3  # hypotheses still differ
+    assert (whole[4] - whole[0]).abs().max() > 1e-3  # and so do poses, each with its own noise
+    # 6 rows: 2 poses per chunk (dps: 3 draws each) -> chunks (0, 2), (2, 4), (4, 5); steps count over all chunks
+    assert [p.extra["poses"] for p in seen if p.step % (seen[-1].total // 3) == 0] == [(0, 2), (2, 4), (4, 5)]
+    assert seen[-1].done and seen[-1].pose_body.shape == (1, 3, 63)
+    assert [p.step for p in seen] == sorted(p.step for p in seen)

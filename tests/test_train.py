@@ -83,3 +83,13 @@ def test_bad_training_data_is_a_clear_error(tmp_path):
         load_training_data(bad)
 
 
+
+
+def test_a_diverging_run_stops_with_one_error_and_writes_no_prior(amass, tmp_path):
+    # Training data the library accepts as given (the CLI's loader refuses it): float32-limit poses
+    # make the normaliser Inf, the batches NaN and the first loss NaN.
+    bad = TrainData(np.full((32, 63), 3e38, np.float32), None)
+    run_dir = tmp_path / "run"
+    with pytest.raises(InputError, match="diverged at step 1: the loss is nan"):
+        train(bad, run_dir, TrainConfig(steps=5, **TINY), progress=False)
+    assert not (run_dir / "prior.safetensors").exists() and not (run_dir / "last.pt").exists()
