@@ -48,6 +48,11 @@ def z_up_to_y_up(root_orient: np.ndarray) -> bool:
     return bool(up[2] > up[1])
 
 
+# A tab holds about 10 KB per frame of a clip (joints, observations, fit, plot): 20 min at 30 fps
+# is about 350 MB. Longer clips are for `dposer denoise` (windows, up to prior.data.MAX_FRAMES).
+MAX_VIEWER_FRAMES = 36_000
+
+
 class MotionPanel(Panel):
     """Original, noisy (joints) and denoised clips under ``/motion``, side by side or overlaid.
 
@@ -140,7 +145,7 @@ class MotionPanel(Panel):
         def read() -> Clip | JointTrack:
             try:
                 with uploaded_to_file(upload, max_bytes=MAX_CLIP_BYTES, suffix=".npz") as path:
-                    motion = load_motion(path)
+                    motion = load_motion(path, max_frames=MAX_VIEWER_FRAMES)
             except InputError as exc:
                 raise InputError(upload_error(exc, upload)) from None
             return dataclasses.replace(motion, source=upload.name)
@@ -150,7 +155,7 @@ class MotionPanel(Panel):
     def load_file(self, path: Path) -> None:
         """Load a clip or observed joints from a file on the worker (errors become a notification;
         the current clip stays)."""
-        self._load(lambda: load_motion(path))
+        self._load(lambda: load_motion(path, max_frames=MAX_VIEWER_FRAMES))
 
     def _load(self, read) -> None:
         """Read a motion and compute what its display needs (its joints with the clip's own shape,
