@@ -55,7 +55,9 @@ def generate(
         x = torch.randn(num, prior.space.dim, generator=gen, device=device)
         if sampler == "sde":
             grid = torch.linspace(prior.sde.T, eps, steps, device=device)
-            stepper: EulerMaruyama | _Heun = EulerMaruyama(prior, grid, corrector=corrector, snr=snr, gen=gen)
+            stepper: EulerMaruyama | _Heun = EulerMaruyama(
+                prior, grid, corrector=corrector, snr=snr,
+                noise=lambda shape: torch.randn(shape, generator=gen, device=device))
         elif sampler == "ode":
             grid = torch.linspace(prior.sde.T, eps, steps + 1, device=device)
             stepper = _Heun(prior, grid)
@@ -85,14 +87,12 @@ class EulerMaruyama:
 
     The one predictor of the project: :func:`generate` calls it directly, and completion's ScoreSDE
     solver wraps its update to put the observation back after each step (ScoreSDE's inpainting).
+    ``noise(shape)`` gives its standard-normal draws (one generator, or one per pose).
     """
 
     def __init__(self, prior: PosePrior, grid: torch.Tensor, *, corrector: bool = False, snr: float = 0.16,
-                 gen: torch.Generator | None = None, noise: Callable[[torch.Size], torch.Tensor] | None = None):
-        if (gen is None) == (noise is None):
-            raise ValueError("give exactly one of gen= (a generator) and noise= (a function of the shape)")
-        self.prior, self.grid, self.gen = prior, grid, gen
-        self._noise = noise
+                 noise: Callable[[torch.Size], torch.Tensor]):
+        self.prior, self.grid, self.noise = prior, grid, noise
         self.sched: TimeSchedule = prior.schedule(grid)
         self.dt = 1.0 / len(grid)
         self.corrector, self.snr = corrector, snr
@@ -101,12 +101,6 @@ class EulerMaruyama:
         k = (grid * (sde.N - 1) / sde.T).long().float()
         self.langevin_alpha = 1.0 - (sde.beta_min + (sde.beta_max - sde.beta_min) * k / (sde.N - 1)) / sde.N
 
-    def randn(self, shape: torch.Size) -> torch.Tensor:
-        """Standard-normal noise of ``shape`` from ``gen`` or ``noise``."""
-        if self._noise is not None:
-            return self._noise(shape)
-        return torch.randn(shape, generator=self.gen, device=self.grid.device)
-
     def times_after(self) -> torch.Tensor:
         t = (self.grid - self.dt).clamp_min(0.0)
         t[-1] = 0.0
@@ -114,7 +108,7 @@ class EulerMaruyama:
 
     def _langevin(self, x: torch.Tensor, i: int) -> torch.Tensor:
         grad = self.sched.score(x, i)
-        noise = self.randn(x.shape)
+        noise = self.noise(x.shape)
         grad_norm = grad.norm(dim=-1).mean()
         noise_norm = noise.norm(dim=-1).mean()
         step = (self.snr * noise_norm / grad_norm) ** 2 * 2 * self.langevin_alpha[i]
@@ -128,7 +122,7 @@ class EulerMaruyama:
         t = self.grid[i].expand(x.shape[0])
         drift, g = self.prior.sde.reverse(x, t, self.sched.score(x, i))
         x_mean = x - drift * self.dt
-        z = self.randn(x.shape)
+        z = self.noise(x.shape)
         return x_mean + g[:, None] * (self.dt**0.5) * z, x_mean
 
 
