@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .files import MAX_FRAME_RATE, MIN_FRAME_RATE, NpzArchive, checked_floats, open_npz, save_npz
+from .files import MAX_FRAME_RATE, MIN_FRAME_RATE, NpzArchive, checked_floats, open_npz, real_numbers, save_npz
 from .parts import NUM_SKELETON_JOINTS, POSE_DIM
 from .rotations import slerp_axis_angle_np
 
@@ -191,7 +191,7 @@ def _betas(archive: NpzArchive, key: str) -> np.ndarray | None:
         value = value[0]
     if value.ndim != 1 or value.shape[0] == 0:
         raise InputError(f"{key!r} has shape {value.shape}, expected (NB,)", archive.path)
-    if value.dtype.kind not in "fiu":  # not np.issubdtype(number): timedelta64 and complex pass that
+    if not real_numbers(value.dtype):
         raise InputError(f"{key!r} has dtype {value.dtype}, expected numbers", archive.path)
     value = value.astype(np.float32)
     if not np.isfinite(value).all():  # after the cast: 1e300 is Inf in float32
@@ -429,7 +429,7 @@ def load_joints(
             raise InputError(
                 f"{found!r} has shape {value.shape}, expected (T, J, 3) with J >= {NUM_SKELETON_JOINTS}", archive.path
             )
-        if value.dtype.kind not in "fiu":  # not np.issubdtype(number): timedelta64 and complex pass that
+        if not real_numbers(value.dtype):
             raise InputError(f"{found!r} has dtype {value.dtype}, expected numbers", archive.path)
         joints = value[:, :NUM_SKELETON_JOINTS]
         if np.isinf(joints).any():

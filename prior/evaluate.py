@@ -44,7 +44,7 @@ def load_fid_stats(path, *, dim: int = BODY_SPACE.dim) -> tuple[np.ndarray, np.n
     """Frechet reference statistics ``mu (dim,)``, ``sigma (dim, dim)`` of raw poses from an npz
     (checked); ``dim`` is the pose space's (63 for the body)."""
     from .errors import InputError
-    from .files import open_npz
+    from .files import open_npz, real_numbers
 
     with open_npz(path, max_bytes=16 * 2**20) as archive:
         out = []
@@ -53,7 +53,7 @@ def load_fid_stats(path, *, dim: int = BODY_SPACE.dim) -> tuple[np.ndarray, np.n
                 raise InputError(
                     f"has no {key!r}, expected Frechet statistics 'mu' ({dim},) and 'sigma' ({dim}, {dim})", path)
             value = archive.raw(key)
-            if value.dtype.kind not in "fiu":  # not np.issubdtype: timedelta64 counts as an integer there
+            if not real_numbers(value.dtype):
                 raise InputError(f"{key!r} has dtype {value.dtype}, expected numbers (real floats or integers)", path)
             if value.shape != shape:
                 raise InputError(f"{key!r} must be finite with shape {shape}, found {value.shape}", path)

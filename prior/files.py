@@ -71,6 +71,13 @@ def checked_file(path: str | Path, *, max_bytes: int) -> Path:
     return path
 
 
+def real_numbers(dtype: np.dtype) -> bool:
+    """Whether ``dtype`` holds real numbers (floats, integers): not booleans, complex numbers,
+    timedelta64 / datetime64, strings or objects. By ``dtype.kind``, not ``np.issubdtype``:
+    ``np.timedelta64`` is a subtype of ``np.signedinteger`` and complex of ``np.number``."""
+    return dtype.kind in "fiu"
+
+
 def checked_floats(
     value: np.ndarray, key: str, path: Path, width: int | None, *, frames: int | None = None, what: str | None = None
 ) -> np.ndarray:
@@ -82,8 +89,7 @@ def checked_floats(
     ``width=None`` accepts any width; ``what`` replaces ``"(T, width)"`` in the shape error.
     """
     expected = f"(T, {width if width is not None else 'E'})" if what is None else what
-    # dtype.kind, not np.issubdtype: np.timedelta64 is a subtype of np.signedinteger.
-    if value.dtype.kind not in "fiu":
+    if not real_numbers(value.dtype):
         raise InputError(f"{key!r} has dtype {value.dtype}, expected numbers (real floats or integers)", path)
     if width is not None and value.ndim == 3 and value.shape[1:] == (width // 3, 3):
         value = value.reshape(value.shape[0], width)
@@ -203,7 +209,7 @@ class NpzArchive:
         if math.prod(shape) != 1:  # refused from the header: a "frame rate" of a million values is not read
             raise InputError(f"{key!r} is not a number (shape {shape}, dtype {self.dtype(key)})", self.path)
         value = self.raw(key)
-        if value.size != 1 or value.dtype.kind not in "fiu":
+        if value.size != 1 or not real_numbers(value.dtype):
             raise InputError(f"{key!r} is not a number (shape {value.shape}, dtype {value.dtype})", self.path)
         number = float(value.reshape(()))
         if not (np.isfinite(number) and MIN_FRAME_RATE <= number <= MAX_FRAME_RATE):
@@ -321,6 +327,7 @@ __all__ = [
     "checked_floats",
     "default_checkpoint_path",
     "open_npz",
+    "real_numbers",
     "save_npz",
     "write_text_atomic",
 ]
