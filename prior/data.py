@@ -44,6 +44,8 @@ MAX_FRAMES = 100_000
 # 4M x 63 float32 is what MAX_FILE_BYTES holds; the limit binds for narrower dtypes (float16,
 # int8), which would otherwise grow 2-4x when read as float32.
 MAX_POSES = 4_000_000
+# The arrays that make a file a clip of body poses, in the order they are looked for.
+POSE_KEYS = ("poses", "pose_body", "pose_samples", "body_pose")
 _POSES_LAYOUTS = {165: "smplx", 156: "smplh", 72: "smpl", 66: "smplx"}
 _GENDERS = ("neutral", "male", "female")
 # Written by save_clip: which fields the source lacked (so they were written as zeros / 30 fps).
@@ -201,7 +203,7 @@ def _betas(archive: NpzArchive, key: str) -> np.ndarray | None:
 
 def _clip_from_archive(archive: NpzArchive, max_frames: int, what: str = "frames") -> Clip:
     fields: dict[str, np.ndarray | None] = {}
-    main = next((k for k in ("poses", "pose_body", "pose_samples", "body_pose") if k in archive), None)
+    main = next((k for k in POSE_KEYS if k in archive), None)
     if main is not None:
         _check_count(archive, main, max_frames, what)
     if "poses" in archive:
@@ -463,7 +465,7 @@ def load_motion(
         InputError: ``"<file>: <problem>"``, as the two readers do.
     """
     with open_npz(path, max_bytes=max_bytes) as archive:
-        poses = any(k in archive for k in ("poses", "pose_body", "pose_samples", "body_pose"))
+        poses = any(k in archive for k in POSE_KEYS)
         joints = any(k in archive for k in JOINT_KEYS)
         if not poses and not joints:
             found = _listed(archive)
