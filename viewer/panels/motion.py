@@ -458,8 +458,10 @@ class MotionPanel(Panel):
         except InputError as exc:
             self.session.notify("Cannot download", str(exc), error=True)
             return
-        name = self.out_name.value.strip()
-        name = name if name.endswith(".npz") and "/" not in name and "\\" not in name else "denoised.npz"
+        try:  # the name the browser saves it under: the File name box's when it is one Save would take
+            name = exports.export_path(self.session.app.export_dir, self.out_name.value, (".npz",)).name
+        except InputError:
+            name = "denoised.npz"
         client.send_file_download(name, data, save_immediately=True)
         self.session.mark("motion_download")
 
