@@ -54,9 +54,10 @@ class HostPolicy:
         return f"dposer_view_token_{port}"  # one per port: two viewers on one machine keep their own
 
     def token_given(self, request: Request, port: int) -> str | None:
-        """How ``request`` carries the right token: ``"url"``, ``"cookie"``, or None."""
+        """How ``request`` carries the right token: ``"url"``, ``"cookie"``, or None (always None
+        for a policy without a token)."""
         if self.token is None:
-            return "cookie"
+            return None
         query = parse_qs(urlsplit(request.path).query).get("token", [])
         if any(hmac.compare_digest(value.encode(), self.token.encode()) for value in query):
             return "url"
@@ -128,10 +129,10 @@ def _checked(process_request: Callable[..., Any] | None) -> Callable[..., Any]:
         if not policy.allowed(request.headers.get("Host"), request.headers.get("Origin"), port):
             return _forbidden(b"")
         carried = policy.token_given(request, port)
-        if carried is None:
+        if policy.token is not None and carried is None:
             return _forbidden(NEEDS_TOKEN)
         response = process_request(connection, request) if process_request is not None else None
-        if carried == "url" and response is not None and policy.token is not None:
+        if carried == "url" and response is not None:
             # The page's own requests and its websocket carry the token from now on.
             response.headers["Set-Cookie"] = (
                 f"{policy.cookie_name(port)}={policy.token}; Path=/; HttpOnly; SameSite=Strict")
