@@ -426,8 +426,113 @@ class Denoise(Common):
         print(f"wrote {self.out}: {fit.clip.num_frames} frames, {summary}", file=sys.stderr)
 
 
+@dataclass(kw_only=True)
+class Fit(Common):
+    """Fit a body to a photo (DPoser's fourth task): 2D keypoints, from a keypoint file or the
+    BlazePose detector run on the photo, -> SMPL-X body pose, shape, root and translation seen by a
+    pinhole camera at the image centre (focal sqrt(W^2 + H^2) px unless --focal / --fov). With
+    --keypoints-dir, a whole sequence, its frames tied by a temporal term."""
+
+    out: Path
+    """Output .npz: pose_body (N, 63), root_orient (N, 3), trans (N, 3), betas (10,) (AMASS layout;
+    N = 1 for a photo, the frames of a sequence), the camera (focal, principal_point, image_size,
+    camera_rotation, camera_translation), keypoints (N, 23, 3) used, projected_keypoints and
+    reprojection_px (N, 23), keypoint_names; with --hypotheses, hypotheses (N, H, 63)."""
+    image: Path | None = None
+    """The photo (JPEG, PNG, ...). Without --keypoints the detector finds the person in it."""
+    keypoints: Path | None = None
+    """2D keypoints of the photo: OpenPose, COCO(-WholeBody), MMPose/ViTPose or MediaPipe JSON, or
+    an .npz 'keypoints' (K, 3) array; the detector is not run."""
+    keypoints_dir: Path | None = None
+    """A sequence: a folder of per-frame keypoint files (natural order) or one JSON of frames."""
+    person: int | None = None
+    """Which person of a keypoint file (0 = the first listed; default: the largest)."""
+    prior: Literal["dposer", "gmm", "gaussian", "none"] = "dposer"
+    """Pose prior: the DPoser checkpoint (--ckpt), SMPLify's GMM (--gmm), a Gaussian of AMASS train
+    poses (shipped), or none (only the elbow/knee bend and shape terms)."""
+    gmm: Path | None = None
+    """SMPLify's GMM as .npz (means, covars, weights; e.g. shared/data/smplify_gmm_08.npz), for --prior gmm."""
+    prior_weight: float = 1.0
+    """Multiplies the prior's tuned weight (0..100)."""
+    hypotheses: int = 0
+    """Also complete joints no keypoint constrains (an occluded limb) with this many hypotheses (0..1000)."""
+    focal: float | None = None
+    """Focal length in pixels (default sqrt(W^2 + H^2))."""
+    fov: float | None = None
+    """Horizontal field of view in degrees, instead of --focal."""
+    image_size: tuple[int, int] | None = None
+    """Width and height in pixels when neither a photo nor the keypoint file gives them."""
+    fps: float = 30.0
+    """Frame rate written for a sequence."""
+    seed: int | None = None
+    """Random seed (0..2^63-2): the same seed gives the same fit."""
+
+    def run(self) -> None:
+        from .files import MAX_FRAME_RATE, MIN_FRAME_RATE, save_npz
+        from .image_fit import PhotoObservation, fit_photo, observe_photo
+        from .keypoints import load_keypoint_sequence
+        from .outputs import check_writable, refuse_non_finite
+        from .pose_terms import GMMTerm
+
+        if self.keypoints is not None and self.keypoints_dir is not None:
+            raise InputError("give --keypoints (one photo) or --keypoints-dir (a sequence), not both")
+        if self.image is None and self.keypoints is None and self.keypoints_dir is None:
+            raise InputError("give --image (the detector finds the person) and/or --keypoints / --keypoints-dir")
+        if self.focal is not None and self.fov is not None:
+            raise InputError("give --focal or --fov, not both")
+        if self.focal is not None:
+            _in_range("--focal", self.focal, 1.0, 1e6, " pixels")
+        if self.fov is not None:
+            _in_range("--fov", self.fov, 1.0, 170.0, " degrees")
+        _in_range("--prior-weight", self.prior_weight, 0.0, 100.0)
+        _in_range("--hypotheses", self.hypotheses, 0, MAX_HYPOTHESES)
+        _in_range("--fps", self.fps, MIN_FRAME_RATE, MAX_FRAME_RATE, " frames per second")
+        if self.image_size is not None:
+            for flag, v in zip(("width", "height"), self.image_size):
+                _in_range(f"--image-size {flag}", v, 1, 100_000, " pixels")
+        _check_seed(self.seed)
+        if self.prior == "gmm" and self.gmm is None:
+            raise InputError("--prior gmm needs --gmm PATH (SMPLify's mixture as .npz: means, covars, weights)")
+        check_writable(self.out, "--out")
+        gmm = GMMTerm.load(self.gmm) if self.prior == "gmm" else None
+        if self.keypoints_dir is not None:
+            frames = load_keypoint_sequence(self.keypoints_dir, person=self.person, image_size=self.image_size)
+            first = observe_photo(self.image, frames.frame(0), focal=self.focal, fov_deg=self.fov,
+                                  image_size=self.image_size or frames.image_size)
+            obs = PhotoObservation(keypoints=frames, camera=first.camera, image=first.image)
+        else:
+            obs = observe_photo(self.image, self.keypoints, person=self.person, focal=self.focal, fov_deg=self.fov,
+                                image_size=self.image_size)
+        source = self.keypoints or self.keypoints_dir or self.image
+        prior, body = self.load_prior(), self.load_body()
+        from dataclasses import replace
+
+        from .image_fit import default_options
+
+        options = replace(default_options(self.prior, sequence=obs.keypoints.conf.ndim == 2),
+                          prior_weight=self.prior_weight)
+        bar = _Bar("fit")
+        try:
+            fit = fit_photo(prior, body, obs, prior_name=self.prior, gmm=gmm, options=options,
+                            hypotheses=self.hypotheses, seed=self.seed, callback=bar)
+        except ValueError as e:  # keypoints the fitter cannot place a body from
+            raise InputError(str(e), source) from None
+        finally:
+            bar.close()
+        arrays = fit.arrays()
+        arrays["betas"] = arrays["betas"].mean(0)  # one shape (a sequence shares it)
+        if obs.keypoints.conf.ndim == 2:
+            arrays["mocap_frame_rate"] = np.float32(self.fps)
+        refuse_non_finite({k: arrays[k] for k in ("pose_body", "root_orient", "trans")}, unit="frames",
+                          path=_checkpoint_path(prior))
+        save_npz(self.out, arrays)
+        how = "detected" if obs.detected else "from the keypoint file"
+        print(f"wrote {self.out}: {fit.num_images} frame(s), keypoints {how}, reprojection error "
+              f"{fit.mean_reprojection_px:.1f} px (focal {obs.camera.focal:.0f} px)", file=sys.stderr)
+
+
 SUBCOMMANDS: dict[str, type[Common]] = {
-    "generate": Generate, "complete": Complete, "train": Train, "eval": Eval, "denoise": Denoise,
+    "generate": Generate, "complete": Complete, "train": Train, "eval": Eval, "denoise": Denoise, "fit": Fit,
 }
 
 
@@ -435,7 +540,7 @@ def main(argv: list[str] | None = None) -> None:
     cmd = tyro.extras.subcommand_cli_from_dict(
         {name: cls for name, cls in SUBCOMMANDS.items()},
         prog="dposer",
-        description="DPoser pose prior: batch generation, completion, denoising, training and evaluation.",
+        description="DPoser pose prior: batch generation, completion, denoising, photo fitting, training, evaluation.",
         args=argv,
     )
     try:

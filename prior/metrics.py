@@ -12,6 +12,28 @@ def mpjpe_mm(pred: torch.Tensor | np.ndarray, gt: torch.Tensor | np.ndarray) -> 
     return np.linalg.norm(pred - gt, axis=-1).mean(-1) * 1000.0
 
 
+def procrustes_align(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """``pred (..., J, 3)`` moved onto ``gt (..., J, 3)`` by the similarity (rotation, scale,
+    translation) that best aligns them in the least-squares sense (Umeyama), per leading index."""
+    pred, gt = np.asarray(pred, dtype=np.float64), np.asarray(gt, dtype=np.float64)
+    mp, mg = pred.mean(-2, keepdims=True), gt.mean(-2, keepdims=True)
+    a, b = pred - mp, gt - mg
+    u, s, vt = np.linalg.svd(np.swapaxes(a, -1, -2) @ b)  # a^T b = u s vt
+    d = np.sign(np.linalg.det(u @ vt))
+    flip = np.ones_like(s)
+    flip[..., -1] = d
+    rot = (u * flip[..., None, :]) @ vt  # rotation applied as a @ rot
+    scale = (s * flip).sum(-1) / (a * a).sum((-1, -2))
+    return scale[..., None, None] * (a @ rot) + mg
+
+
+def pa_mpjpe_mm(pred: torch.Tensor | np.ndarray, gt: torch.Tensor | np.ndarray) -> np.ndarray:
+    """MPJPE after Procrustes alignment (rotation, scale, translation) of ``pred`` onto ``gt``,
+    millimetres: ``(..., J, 3)`` -> ``(...)``; the error of the pose alone, as image fitting reports it."""
+    gt = np.asarray(gt, dtype=np.float64)
+    return mpjpe_mm(procrustes_align(np.asarray(pred, dtype=np.float64), gt), gt)
+
+
 def apd_m(joints: torch.Tensor | np.ndarray) -> float:
     """Average pairwise distance of ``joints: (N, J, 3)`` (metres): the mean over ordered pairs of
     distinct samples of their mean joint distance."""

@@ -321,6 +321,19 @@ class BodyModel(nn.Module):
         a fraction of the cost of the backward pass: solvers that differentiate joints every step
         (motion denoising, IK) use it.
         """
+        return self.skeleton(body_pose, global_orient=global_orient, transl=transl, betas=betas)[1]
+
+    def skeleton(
+        self,
+        body_pose: Tensor,
+        *,
+        global_orient: Tensor | None = None,
+        transl: Tensor | None = None,
+        betas: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """World rotations ``(*, 22, 3, 3)`` and positions ``(*, 22, 3)`` of SMPL-X joints 0..21:
+        :meth:`skeleton_joints` with the rotations too (for points fixed to a bone, e.g. the nose
+        on the head)."""
         lead = body_pose.shape[:-1]
         batch = int(np.prod(lead, dtype=np.int64))
         zeros = body_pose.new_zeros(batch, 3)
@@ -330,10 +343,11 @@ class BodyModel(nn.Module):
             betas = betas.expand(*lead, betas.shape[-1])
         rest = self.rest_joints(betas).reshape(-1, self.num_joints, 3)[:, :NUM_SKELETON_JOINTS]
         parents = self.parents[:NUM_SKELETON_JOINTS]
-        _, joints = forward_kinematics(axis_angle_to_matrix(pose), rest, parents, self._body_order, self._body_bounds)
+        rotations, joints = forward_kinematics(
+            axis_angle_to_matrix(pose), rest, parents, self._body_order, self._body_bounds)
         if transl is not None:
             joints = joints + transl.expand(*lead, 3).reshape(batch, 1, 3)
-        return joints.reshape(*lead, NUM_SKELETON_JOINTS, 3)
+        return (rotations.reshape(*lead, NUM_SKELETON_JOINTS, 3, 3), joints.reshape(*lead, NUM_SKELETON_JOINTS, 3))
 
     def joint_transforms(self, body_pose: Tensor, **kwargs: Any) -> Tensor:
         """``(*, J, 4, 4)`` joint world transforms; options as :meth:`forward`."""
