@@ -230,7 +230,7 @@ def test_panels_follow_the_contract():
     names, labels = [cls.name for cls in PANELS], [cls.label for cls in PANELS]
     assert len(set(names)) == len(names) and len(set(labels)) == len(labels)
     assert all(issubclass(cls, Panel) and cls.name != Panel.name for cls in PANELS)
-    assert {cls.stage for cls in PANELS} - {None} == {"pose", "samples", "motion"}
+    assert {cls.stage for cls in PANELS} - {None} == {"pose", "samples", "motion", "fit"}
     assert [cls for cls in PANELS if "motion" in cls.file_kinds] == [PANELS[names.index("motion")]]
     for path in Path(viewer.__file__).parent.rglob("*.py"):
         if path.name != "session.py":

@@ -43,6 +43,8 @@ class ViewerArgs:
     """Port to listen on (the next free one if taken; 0 picks any free port)."""
     clip: Path | None = None
     """A motion clip to open in the Motion tab of every new browser tab."""
+    image: Path | None = None
+    """A photo to open in the Fit tab of every new browser tab (the detector finds the person's keypoints)."""
     token: str = "auto"
     """Access token the page's address must carry (``?token=...``, printed at start), so that only
     who was given the address can use the viewer: "auto" makes a random one, "none" needs none
@@ -72,6 +74,7 @@ class ViewerApp:
         host: str = "127.0.0.1",
         port: int = 8080,
         clip: str | Path | None = None,
+        image: str | Path | None = None,
         threads: int | None = 1,
         export_dir: str | Path = "dposer-exports",
         token: str | None = "auto",
@@ -92,6 +95,7 @@ class ViewerApp:
             body, rig, body_label = body_resource(None)
         self.resources = Resources(device=resolve_device(device), body=body, rig=rig, body_label=body_label)
         self.clip = Path(clip) if clip is not None else None
+        self.image = Path(image) if image is not None else None
         self.export_dir = Path(export_dir).expanduser().resolve()
         self.sessions: dict[int, ClientSession] = {}
         self._sessions_lock = threading.Lock()
@@ -136,6 +140,8 @@ class ViewerApp:
             session.notify("No prior loaded", self.no_prior_message(), error=True)
         if self.clip is not None:
             session.open_file("motion", self.clip)
+        if self.image is not None:
+            session.open_file("photo", self.image)
 
     def _on_disconnect(self, client: viser.ClientHandle) -> None:
         with self._sessions_lock:
@@ -283,7 +289,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     app = ViewerApp(
         ckpt=args.ckpt, body_model=args.body_model, device=args.device, host=args.host, port=args.port,
-        clip=args.clip, threads=args.threads, export_dir=args.export_dir, token=args.token, verbose=False,
+        clip=args.clip, image=args.image, threads=args.threads, export_dir=args.export_dir, token=args.token,
+        verbose=False,
     )
     sys.stdout.write(f"dposer-view running at {app.url}\n")  # one write: stderr lines cannot split it
     sys.stdout.flush()

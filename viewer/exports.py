@@ -71,24 +71,33 @@ def shown_vertices(body: BodyModel, shown: Sequence[ShownBody]) -> np.ndarray:
         rows = [np.zeros(3) if getattr(b, key) is None else getattr(b, key) for b in shown]
         return torch.as_tensor(np.stack(rows), dtype=torch.float32)
 
+    given = next((b.betas for b in shown if b.betas is not None), None)
+    betas = None if given is None else torch.as_tensor(  # a body without a shape has the mean shape (zeros)
+        np.stack([np.zeros_like(given) if b.betas is None else b.betas for b in shown]), dtype=torch.float32)
     with torch.inference_mode():
         hands = body.hand_mean[None].expand(len(shown), -1) if body.has_hands else None
         verts = body.forward(stack("pose_body"), global_orient=stack("root_orient"), transl=stack("transl"),
-                             hand_pose=hands).vertices.numpy()
+                             betas=betas, hand_pose=hands).vertices.numpy()
     turn = wxyz_to_matrix_np(np.stack([np.asarray(b.wxyz, np.float64) for b in shown]))  # (N, 3, 3)
     shift = np.stack([np.asarray(b.position, np.float64) for b in shown])
     return (verts @ turn.transpose(0, 2, 1) + shift[:, None]).astype(np.float32)
 
 
 def poses_npz(shown: Sequence[ShownBody]) -> bytes:
-    """The shown bodies as frames of an AMASS SMPL-X stageii npz (``body_names`` names them)."""
+    """The shown bodies as frames of an AMASS SMPL-X stageii npz (``body_names`` names them); they
+    share one shape (AMASS's ``betas``)."""
     poses = np.stack([b.pose_body for b in shown]).astype(np.float32)
     root = np.stack([np.zeros(3) if b.root_orient is None else b.root_orient for b in shown]).astype(np.float32)
     trans = None
     if any(b.transl is not None for b in shown):
         trans = np.stack([np.zeros(3) if b.transl is None else b.transl for b in shown]).astype(np.float32)
+    shapes = {None if b.betas is None else tuple(np.asarray(b.betas, np.float32).tolist()) for b in shown}
+    if len(shapes) > 1:
+        raise InputError("the bodies on screen have different shapes (betas); an AMASS file holds one")
+    betas = next(iter(shapes))
     buf = io.BytesIO()
-    np.savez(buf, **clip_arrays(Clip(pose_body=poses, root_orient=root, trans=trans)),
+    np.savez(buf, **clip_arrays(Clip(pose_body=poses, root_orient=root, trans=trans,
+                                     betas=None if betas is None else np.array(betas, np.float32))),
              body_names=np.array([b.name for b in shown]))
     return buf.getvalue()
 

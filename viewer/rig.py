@@ -56,8 +56,11 @@ class RigPose:
 class BodyRig:
     """A :class:`prior.body.BodyModel` prepared for viser skinned meshes.
 
+    ``betas`` gives the rest shape (shape coefficients, e.g. a photo fit's); None: the mean shape.
+
     Attributes:
         body: the body model (FK runs through it).
+        betas: ``(NB,)`` the shape drawn, or None (the mean shape).
         rest_joints: ``(22, 3)`` rest joint positions, the bones' bind pose (identity rotations).
         pieces: one :class:`SkinPiece` per joint label that owns vertices (for per-joint colours
             and click-to-mask).
@@ -66,12 +69,14 @@ class BodyRig:
         height_m: rest-mesh height.
     """
 
-    def __init__(self, body: BodyModel) -> None:
+    def __init__(self, body: BodyModel, betas: np.ndarray | None = None) -> None:
         self.body = body
+        self.betas = None if betas is None else np.asarray(betas, np.float32).reshape(-1)
         with torch.no_grad():
             hands = body.hand_mean[None] if body.has_hands else None
-            verts = body.forward(torch.zeros(1, 63), hand_pose=hands).vertices[0].cpu().numpy()
-            rest = body.rest_joints().cpu().numpy()
+            shape = None if self.betas is None else torch.from_numpy(self.betas)
+            verts = body.forward(torch.zeros(1, 63), hand_pose=hands, betas=shape).vertices[0].cpu().numpy()
+            rest = body.rest_joints(shape).cpu().numpy()
             indices, weights = body.skin_topk(4)
         parents = body.parents.tolist()
         fold = np.array([fold_to_body_joint(j, parents) for j in range(body.num_joints)])

@@ -78,7 +78,8 @@ class ClientSession:
         self.active_panel: Panel | None = None
         self.framed: set[str] = set()  # stages the camera has been framed on (once each)
         self._camera_known = False
-        self._framed_view: tuple[np.ndarray, np.ndarray] | None = None  # the last view the app set
+        self._framed_view: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # the last view the app set
+        self._default_fov: float | None = None  # the field of view before a panel's view changed it
         self._unacknowledged = 0  # re-sends left for the first framing (see _on_camera)
         self._views: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # stage -> (position, look_at) left there
         self.timings: dict[str, float] = {}
@@ -186,9 +187,14 @@ class ClientSession:
         for name, group in self.groups.items():
             if group.visible != (name == stage):
                 group.visible = name == stage
+        ground = self.stage_panel is None or self.stage_panel.ground
+        if self.grid.visible != ground:
+            self.grid.visible = ground
+        if self._default_fov is not None:  # a panel's view (Fit's photo camera) narrowed it
+            self.client.camera.fov, self._default_fov = self._default_fov, None
         view = self._views.get(stage)
         if view is not None:
-            self._set_camera(*view)
+            self.set_view(*view)
         else:
             self.frame_once()
 
@@ -214,12 +220,12 @@ class ClientSession:
             self._unacknowledged = 5
             return
         if self._unacknowledged and self._framed_view is not None:
-            position, look_at = self._framed_view
+            position, look_at, up = self._framed_view
             if np.allclose(camera.position, position, atol=1e-3) and np.allclose(camera.look_at, look_at, atol=1e-3):
                 self._unacknowledged = 0
             else:
                 self._unacknowledged -= 1
-                self._set_camera(position, look_at)
+                self.set_view(position, look_at, up=up)
 
     def stage_extent(self) -> tuple[np.ndarray, float]:
         """Centre (metres) and width of what the current stage shows."""
@@ -229,19 +235,33 @@ class ClientSession:
         return np.array([(lo + hi) / 2, 0.5 * height, 0.0]), (hi - lo) + ARM_SPAN_M
 
     def frame_camera(self) -> None:
-        """Point the camera at the shown bodies from the front (+Z), all of them in view."""
+        """Point the camera at the shown bodies from the front (+Z), all of them in view, or take
+        the view of the stage's panel when it has its own (:meth:`Panel.view`)."""
         self.framed.add(self.stage)
-        center, width = self.stage_extent()
         cam = self.client.camera
-        self._set_camera(*framed_view(center, width, self.rig.height_m, fov=cam.fov, aspect=cam.aspect))
+        view = self.stage_panel.view(cam.aspect) if self.stage_panel is not None else None
+        if view is not None:
+            position, look_at, up, fov = view
+            self.set_view(position, look_at, up=up, fov=fov)
+        else:
+            center, width = self.stage_extent()
+            self.set_view(*framed_view(center, width, self.rig.height_m, fov=cam.fov, aspect=cam.aspect))
         self.mark("framed")
 
-    def _set_camera(self, position: np.ndarray, look_at: np.ndarray) -> None:
+    def set_view(self, position: np.ndarray, look_at: np.ndarray, *, up: np.ndarray | None = None,
+                 fov: float | None = None) -> None:
+        """Put the camera at ``position`` looking at ``look_at``, ``up`` (default +Y) up; ``fov``
+        (vertical, radians) changes the field of view until another stage is shown."""
         cam = self.client.camera
-        self._framed_view = (np.asarray(position, np.float64), np.asarray(look_at, np.float64))
+        up = np.array([0.0, 1.0, 0.0]) if up is None else np.asarray(up, np.float64)
+        self._framed_view = (np.asarray(position, np.float64), np.asarray(look_at, np.float64), up)
         with self.client.atomic():
+            if fov is not None:
+                if self._default_fov is None:
+                    self._default_fov = float(cam.fov)
+                cam.fov = float(fov)
             # Position first: viser's position setter moves look_at along with the camera.
-            cam.up_direction = (0.0, 1.0, 0.0)
+            cam.up_direction = tuple(up)
             cam.position = position
             cam.look_at = look_at
 

@@ -165,7 +165,7 @@ class PriorWorker:
             _safe(job.on_done, result)
 
 
-NAN_BY_DESIGN = ("observations",)  # observed joints: NaN = not seen in that frame
+NAN_BY_DESIGN = ("observations", "reprojection_px")  # observed joints, a photo fit's errors: NaN = not seen
 
 
 def non_finite_part(result: Any, name: str = "result") -> str | None:

@@ -9,6 +9,7 @@ from .base import Panel, ShownBody
 from .complete import CompletePanel
 from .edit import EditPanel
 from .export import ExportPanel
+from .fit import FitPanel
 from .generate import GeneratePanel
 from .inspect import InspectPanel
 from .model import ModelPanel
@@ -20,6 +21,7 @@ PANELS: tuple[type[Panel], ...] = (
     EditPanel,
     InspectPanel,
     MotionPanel,
+    FitPanel,
     ExportPanel,
     ModelPanel,
 )

@@ -26,13 +26,15 @@ Color = tuple[int, int, int]
 class ShownBody:
     """A body on screen, as exports and ``.viser`` recordings need it.
 
-    ``pose_body: (63,)``, ``root_orient: (3,)`` and ``transl: (3,)`` (metres) are the body model's
-    parameters; ``position`` and ``wxyz`` place the body's frame in the scene (Y up)."""
+    ``pose_body: (63,)``, ``root_orient: (3,)``, ``transl: (3,)`` (metres) and ``betas: (NB,)``
+    (None: the mean shape) are the body model's parameters; ``position`` and ``wxyz`` place the
+    body's frame in the scene (Y up)."""
 
     name: str
     pose_body: np.ndarray
     root_orient: np.ndarray | None = None
     transl: np.ndarray | None = None
+    betas: np.ndarray | None = None
     position: tuple[float, float, float] = (0.0, 0.0, 0.0)
     wxyz: tuple[float, float, float, float] = (1.0, 0.0, 0.0, 0.0)
     color: Color = (196, 160, 120)
@@ -48,6 +50,7 @@ class Panel:
         stage: the scene group this panel shows while it is active (``"pose"``, ``"samples"``,
             ``"motion"``, ...), or None for a panel that leaves the scene as it is (Export, Model).
         file_kinds: kinds of files the app routes to this panel (``--clip`` is ``"motion"``).
+        ground: whether the ground grid shows with its stage (not behind Fit's photo).
 
     Hooks, all called on the display thread or a GUI callback (never blocking on the model):
         on_show / on_hide: the panel was opened / another panel with a stage was opened (a panel
@@ -55,6 +58,7 @@ class Panel:
         on_joint_click: a click on the main body's submesh of an SMPL-X joint while active.
         shown_bodies: the bodies this panel has on screen (for export and ``.viser``).
         extent: the X range (metres) its bodies occupy, for framing the camera; None while it shows nothing.
+        view: its own camera view for framing (Fit: the photo's camera), or None for the front view of extent.
         rebuild: redraw bodies after a body-model switch.
         open_file: load a file of one of ``file_kinds``.
         uploads: its upload buttons and the most bytes each takes (refused as they arrive).
@@ -65,6 +69,7 @@ class Panel:
     icon: ClassVar[str] = "settings"
     stage: ClassVar[str | None] = None
     file_kinds: ClassVar[tuple[str, ...]] = ()
+    ground: ClassVar[bool] = True
 
     def __init__(self, session: ClientSession, container: viser.GuiFolderHandle) -> None:
         self.session = session
@@ -93,6 +98,11 @@ class Panel:
         return []
 
     def extent(self) -> tuple[float, float] | None:
+        return None
+
+    def view(self, aspect: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, float] | None:
+        """``(position, look_at, up, vertical fov in radians)`` to frame this panel's stage with on a
+        canvas of ``aspect`` (width / height), or None: the session's front view of :meth:`extent`."""
         return None
 
     def rebuild(self) -> None:
