@@ -147,6 +147,9 @@ class Args:
     threads: int = 2
     prior_weight: dict[str, float] = field(default_factory=dict)
     """Per prior multiplier of the stage weights (tuning)."""
+    renders: int = 0
+    """Instead: the closed loop on this many rendered photos of the mannequin (photo -> BlazePose ->
+    fit, one photo at a time, as ``dposer fit --image`` runs), with the shipped prior."""
 
 
 def _stats(x: np.ndarray) -> str:
@@ -160,6 +163,9 @@ def main(args: Args) -> None:
     body = load_body_model()
     data = np.load(SHARED / "data" / "amass_body_poses.npz")
     val = data["val"][args.first : args.first + args.poses].astype(np.float32)
+    if args.renders:
+        closed_loop(prior, body, val[: args.renders], args.seed)
+        return
     gmm = GMMTerm.load(SHARED / "data" / "smplify_gmm_08.npz")
     gaussian = GaussianTerm.fit(data["train"])
     print("| cond | prior | MPJPE mean/med/p90 | PA-MPJPE mean/med/p90 | flips | occluded limb PA (single / best-of-H) "
@@ -200,6 +206,58 @@ def main(args: Args) -> None:
                     limb += f" / {np.mean(best):.1f}"
             row = f"| {cond_name} | {name} | {_stats(mp)} | {_stats(pa)} | {flips.mean():.1%} | {limb} | {seconds:.3f}"
             print(row + " |", flush=True)
+
+
+def closed_loop(prior, body, poses: np.ndarray, seed: int) -> None:
+    """Photos of the dressed mannequin (``tests/photo_render.py``) at the protocol's random views,
+    through the detector and the fit, one at a time; against the synthetic condition A on the same poses."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    import photo_render
+
+    from prior.detect import detect_keypoints
+    from prior.image_fit import PhotoObservation, fit_photo
+    from prior.progress import Progress
+
+    def tensor(x):
+        return None if x is None else torch.as_tensor(np.asarray(x, np.float32))
+
+    def joints_of(pose_body, root_orient, transl, betas=None):
+        with torch.no_grad():
+            return body.skeleton_joints(tensor(pose_body), global_orient=tensor(root_orient), transl=tensor(transl),
+                                        betas=tensor(betas)).numpy()
+
+    rng = np.random.default_rng(seed)
+    pa, detect_s, fit_s, first_s, found = [], [], [], [], 0
+    for pose in poses:
+        camera, root, trans = photo_render.random_view(rng, body=body, pose_body=pose)
+        image = photo_render.photo(body, pose, camera=camera, root_orient=root, trans=trans)
+        start = time.perf_counter()
+        try:
+            kp = detect_keypoints(image)
+        except Exception:  # no person found
+            continue
+        found += 1
+        detect_s.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        first: list[float] = []
+
+        def on_progress(p: Progress, first=first, start=start) -> None:
+            if not first:
+                first.append(time.perf_counter() - start)
+
+        fit = fit_photo(prior, body, PhotoObservation(kp, camera), seed=seed, callback=on_progress)
+        fit_s.append(time.perf_counter() - start)
+        first_s.append(first[0])
+        joints = joints_of(fit.pose_body, fit.root_orient, fit.trans, fit.betas)
+        truth = joints_of(pose[None], np.reshape(root, (1, 3)), np.reshape(trans, (1, 3)))
+        pa.append(float(pa_mpjpe_mm(joints, truth)[0]))
+    pa_a = np.asarray(pa)
+    print("| photos | person found | PA-MPJPE mean/med/p90 | detector s | fit s | detector + fit s | first update ms |")
+    print("|---|---|---|---|---|---|---|")
+    print(f"| {len(poses)} | {found} | {_stats(pa_a)} | {np.median(detect_s):.2f} | {np.median(fit_s):.2f} | "
+          f"{np.median(np.add(detect_s, fit_s)):.2f} | {1000 * np.median(first_s):.0f} |")
 
 
 def _limb_error(joints: np.ndarray, gt: np.ndarray, limb: str) -> float:

@@ -284,8 +284,10 @@ def fit_keypoints(
     kp = keypoints.frames()
     n = kp.num_frames
     seen = kp.conf > 0
-    if (seen.sum(1) < 4).any():
-        bad = int(np.flatnonzero(seen.sum(1) < 4)[0])
+    placeable = seen.sum(1) >= 4
+    # A sequence may have frames that see too little (the temporal term carries them); an image may not.
+    if not placeable.any() or (not placeable.all() and not (options.temporal_weight > 0 and n > 1)):
+        bad = int(np.flatnonzero(~placeable)[0])
         raise ValueError(f"frame {bad} has {int(seen[bad].sum())} seen keypoints; a fit needs at least 4")
     device = body.joint_template.device
     dtype = body.joint_template.dtype
@@ -301,6 +303,7 @@ def fit_keypoints(
     weight = torch.as_tensor(kp.conf.astype(np.float64) ** 2 * kw, dtype=dtype, device=device)
     target = torch.as_tensor(kp.xy, dtype=dtype, device=device)
     extent = np.array([_extent(kp.xy[i], seen[i]) for i in range(n)])
+    extent[~placeable] = np.median(extent[placeable])  # frames that see too little: the others' size
     scale = torch.as_tensor(REFERENCE_HEIGHT_PX / np.maximum(extent, 1.0), dtype=dtype, device=device)
 
     def per_row(x: torch.Tensor) -> torch.Tensor:  # (N, ...) -> (N * K, ...): image-major
@@ -480,7 +483,8 @@ def observe_photo(
     size = size or kp.image_size
     if size is None:
         raise InputError("the keypoint file gives no image size; pass the photo or the image size", kp.source)
-    if int((kp.conf > 0).sum()) < 4 if kp.conf.ndim == 1 else bool(((kp.conf > 0).sum(-1) < 4).all()):
+    seen_per_frame = (kp.frames().conf > 0).sum(-1)
+    if (seen_per_frame < 4).all():
         raise InputError("fewer than 4 keypoints are seen; a body cannot be placed from them", kp.source or source)
     camera = Camera.for_image(size[0], size[1], focal=focal, fov_deg=fov_deg)
     return PhotoObservation(keypoints=kp, camera=camera, image=photo, detected=detected)
@@ -575,7 +579,9 @@ def _starts(body: BodyModel, rig: KeypointRig, kp: Keypoints, seen: np.ndarray, 
     cam_t = torch.as_tensor(camera.translation, dtype=dtype, device=device)
     cx, cy = camera.center
     roots, transl = [], []
-    for i in range(kp.num_frames):
+    placeable = np.flatnonzero(seen.sum(1) >= 4)
+    for frame in range(kp.num_frames):
+        i = int(placeable[np.abs(placeable - frame).argmin()])  # frames that see too little start as the nearest
         depth = initial_depth(body, rig, kp.xy[i], seen[i], camera.focal)
         hips = [KEYPOINT_NAMES.index("left_hip"), KEYPOINT_NAMES.index("right_hip")]
         centre_of = [h for h in hips if seen[i, h]] or [t for t in TORSO if seen[i, t]] or list(np.flatnonzero(seen[i]))

@@ -208,3 +208,18 @@ def test_too_few_keypoints_is_an_error(prior, body):
     with pytest.raises(ValueError, match="at least 4"):
         fit_photo(prior, body, PhotoObservation(Keypoints(np.zeros((1, 23, 2), np.float32), conf),
                                                 Camera.for_image(100, 100)))
+
+
+def test_a_sequence_frame_that_sees_nobody_is_carried_by_its_neighbours(prior, body):
+    with np.load(DATA / "gesture_clip.npz", allow_pickle=False) as f:
+        poses = f["pose_body"][:6].astype(np.float32)
+    truth, xy, camera = _view(body, poses, -20)
+    conf = np.ones(xy.shape[:2], np.float32)
+    conf[3] = 0  # the detector lost the person in frame 3
+    xy[3] = 0
+    fit = fit_photo(prior, body, PhotoObservation(Keypoints(xy, conf, (1000, 1000)), camera), seed=0)
+    joints = _fit_joints(body, fit)
+    assert np.isnan(fit.reprojection_px[3]).all()
+    # Frame 3 lies between its neighbours (the temporal term), not somewhere else.
+    assert np.linalg.norm(joints[3] - 0.5 * (joints[2] + joints[4]), axis=-1).mean() < 0.05
+    assert pa_mpjpe_mm(joints[3], truth[3]) < 80

@@ -68,6 +68,19 @@ def test_the_wheel_imports_from_the_venv_not_the_checkout(venv, tmp_path):
         assert Path(line).is_relative_to(venv), f"{line} is not the installed wheel's"
 
 
+def test_installed_fit_finds_the_person_with_the_shipped_detector(venv, tmp_path):
+    # The BlazePose models and the Gaussian baseline ship inside the wheel (package data, not the checkout).
+    out = tmp_path / "fit.npz"
+    photo = REPO / "tests" / "data" / "astronaut.png"
+    run = subprocess.run([str(venv / "bin" / "dposer"), "fit", "--image", str(photo), "--prior", "gaussian",
+                          "--seed", "0", "--out", str(out)], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "keypoints detected" in run.stderr
+    with np.load(out, allow_pickle=False) as data:
+        assert (data["keypoints"][0, :, 2] > 0).sum() >= 5 and np.isfinite(data["pose_body"]).all()
+
+
 def test_installed_cli_generates_from_another_folder(venv, tmp_path):
     out = tmp_path / "samples.npz"
     run = subprocess.run([str(venv / "bin" / "dposer"), "generate", "--num", "3", "--steps", "20", "--seed", "0",
