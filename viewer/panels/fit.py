@@ -570,9 +570,9 @@ class FitPanel(Panel):
         self.frame = frame
 
         def draw() -> None:
-            self._draw_frame(final=self.fit is not None)
-            if self.fit is not None:
+            if self.fit is not None:  # first: a reader who sees the frame's body sees its numbers
                 self.result.content = self._summary()
+            self._draw_frame(final=self.fit is not None)
             self.session.mark("fit_frame_shown")
 
         self.session.pacer.post("fit-frame", draw)
