@@ -505,15 +505,9 @@ class Fit(Common):
                                 image_size=self.image_size)
         source = self.keypoints or self.keypoints_dir or self.image
         prior, body = self.load_prior(), self.load_body()
-        from dataclasses import replace
-
-        from .image_fit import default_options
-
-        options = replace(default_options(self.prior, sequence=obs.keypoints.conf.ndim == 2),
-                          prior_weight=self.prior_weight)
         bar = _Bar("fit")
         try:
-            fit = fit_photo(prior, body, obs, prior_name=self.prior, gmm=gmm, options=options,
+            fit = fit_photo(prior, body, obs, prior_name=self.prior, gmm=gmm, prior_weight=self.prior_weight,
                             hypotheses=self.hypotheses, seed=self.seed, callback=bar)
         except ValueError as e:  # keypoints the fitter cannot place a body from
             raise InputError(str(e), source) from None

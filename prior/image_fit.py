@@ -226,14 +226,18 @@ def unconstrained_joints(seen: np.ndarray, rig: KeypointRig) -> tuple[int, ...]:
     return tuple(int(j) for j in np.flatnonzero(full & ~have) if j >= 1)
 
 
-def initial_depth(body: BodyModel, rig: KeypointRig, xy: np.ndarray, seen: np.ndarray, focal: float,
-                  betas: torch.Tensor | None = None) -> float:
-    """Depth (metres) of the body by similar triangles: ``focal * L_3d / L_2d`` over the torso's
-    shoulder-hip edges (nearly parallel to the image in upright poses), else the torso's widths,
-    else the seen keypoints' extent against the body's height."""
+def rest_keypoints(body: BodyModel, rig: KeypointRig) -> np.ndarray:
+    """``(23, 3)`` the keypoints of the body at rest (zero pose, mean shape), metres."""
     with torch.no_grad():
-        rot, joints = body.skeleton(torch.zeros(1, POSE_DIM, device=body.joint_template.device), betas=betas)
-        rest = rig.points(rot, joints)[0].cpu().numpy()
+        rot, joints = body.skeleton(torch.zeros(1, POSE_DIM, device=body.joint_template.device))
+        return rig.points(rot, joints)[0].cpu().numpy()
+
+
+def initial_depth(rest: np.ndarray, xy: np.ndarray, seen: np.ndarray, focal: float) -> float:
+    """Depth (metres) of a body whose keypoints at rest are ``rest (23, 3)`` (:func:`rest_keypoints`)
+    by similar triangles: ``focal * L_3d / L_2d`` over the torso's shoulder-hip edges (nearly
+    parallel to the image in upright poses), else the torso's widths, else the seen keypoints'
+    extent against the body's height."""
     ls, rs, lh, rh = TORSO
     for edges in (((ls, lh), (rs, rh)), ((ls, rs), (lh, rh))):
         l3 = [np.linalg.norm(rest[a] - rest[b]) for a, b in edges if seen[a] and seen[b]]
@@ -285,8 +289,9 @@ def fit_keypoints(
     n = kp.num_frames
     seen = kp.conf > 0
     placeable = seen.sum(1) >= 4
+    sequence = options.temporal_weight > 0 and n > 1
     # A sequence may have frames that see too little (the temporal term carries them); an image may not.
-    if not placeable.any() or (not placeable.all() and not (options.temporal_weight > 0 and n > 1)):
+    if not placeable.any() or (not placeable.all() and not sequence):
         bad = int(np.flatnonzero(~placeable)[0])
         raise ValueError(f"frame {bad} has {int(seen[bad].sum())} seen keypoints; a fit needs at least 4")
     device = body.joint_template.device
@@ -295,7 +300,6 @@ def fit_keypoints(
     yaws = np.asarray(options.yaws_deg, dtype=np.float64)
     k = len(yaws)
     rows = n * k
-    sequence = options.temporal_weight > 0 and n > 1
 
     # Per-keypoint weights (confidence^2 as SMPLify, times the keypoint's own weight) and the
     # scale that turns pixels into pixels of a reference-sized person.
@@ -366,21 +370,18 @@ def fit_keypoints(
     px_per_m = camera.focal * scale_r / depth0.clamp_min(0.1)
 
     # 3. Body stages: pose, shape, root and translation.
-    free_shape = NUM_FIT_BETAS if options.fit_shape else 0
     params = torch.cat([pose, root, trans, betas], 1)
     adam = Adam(options.lr)
     step = 0
     body_total = options.body_steps
-    loss = torch.zeros(rows, device=device)
     stages = len(options.stages)
     for s_index, stage in enumerate(options.stages):
         sigma = options.robust_sigma * options.robust_start ** (1 - s_index / max(stages - 1, 1))
         for _ in range(stage.steps):
             check_cancel(cancel)
             var = params.detach().requires_grad_(True)
-            pose_v, root_v = var[:, :POSE_DIM], var[:, POSE_DIM : POSE_DIM + 3]
-            trans_v, betas_v = var[:, POSE_DIM + 3 : POSE_DIM + 6], var[:, POSE_DIM + 6 :]
-            px, joints = project(pose_v, root_v, trans_v, betas_v if free_shape else None)
+            pose_v, root_v, trans_v, betas_v = _split(var)
+            px, joints = project(pose_v, root_v, trans_v, betas_v if options.fit_shape else None)
             loss = data_loss(px, sigma) + stage.bend * bend_prior(pose_v) + stage.shape * betas_v.pow(2).sum(-1)
             total = loss.sum()
             if sequence:
@@ -400,15 +401,12 @@ def fit_keypoints(
                 params = adam.step(params, grad)
             step += 1
             done += 1
-            t = _term_time(term, step - 1, body_total)
-            report(t, params[:, :POSE_DIM], params[:, POSE_DIM : POSE_DIM + 3],
-                   params[:, POSE_DIM + 3 : POSE_DIM + 6], params[:, POSE_DIM + 6 :], loss)
+            report(term.time(step - 1, body_total), *_split(params), loss)
 
     # 4. Keep, per image, the start with the lowest reprojection plus prior score.
     with torch.no_grad():
-        pose, root = params[:, :POSE_DIM], params[:, POSE_DIM : POSE_DIM + 3]
-        trans, betas = params[:, POSE_DIM + 3 : POSE_DIM + 6], params[:, POSE_DIM + 6 :]
-        px, _ = project(pose, root, trans, betas if free_shape else None)
+        pose, root, trans, betas = _split(params)
+        px, _ = project(pose, root, trans, betas if options.fit_shape else None)
         last = options.stages[-1]
         prior_w = last.prior * options.prior_scale * options.prior_weight
         score = data_loss(px, options.robust_sigma) + prior_w * term.energy(pose) + last.bend * bend_prior(pose)
@@ -497,6 +495,7 @@ def fit_photo(
     *,
     prior_name: str = "dposer",
     gmm: GMMTerm | None = None,
+    prior_weight: float = 1.0,
     options: FitOptions | None = None,
     hypotheses: int = 0,
     seed: int | None = None,
@@ -507,10 +506,11 @@ def fit_photo(
     """Fit the body to a photo's observation (:func:`observe_photo`) with the named pose prior:
     the task ``dposer fit`` and the viewer's Fit panel run. ``gmm`` is SMPLify's mixture for
     ``prior_name="gmm"``; ``"gaussian"`` uses the shipped Gaussian of AMASS train poses; options
-    default to the prior's own tuned settings (:func:`default_options`). Sequences are tied by the
-    temporal term."""
+    default to the prior's own tuned settings (:func:`default_options`) with its weight scaled by
+    ``prior_weight``. Sequences are tied by the temporal term."""
     if options is None:
-        options = default_options(prior_name, sequence=observation.keypoints.conf.ndim == 2)
+        options = replace(default_options(prior_name, sequence=observation.keypoints.conf.ndim == 2),
+                          prior_weight=prior_weight)
     gaussian = shipped_gaussian(prior.device) if prior_name == "gaussian" else None
     term = build_term(prior_name, prior, options=options, gmm=gmm, gaussian=gaussian, seed=seed)
     return fit_keypoints(prior, body, observation.keypoints, observation.camera, term, options=options,
@@ -560,10 +560,10 @@ def complete_unseen(prior: PosePrior, fit: ImageFit, rig: KeypointRig, *, hypoth
     return replace(fit, hypotheses=out, completed_joints=tuple(missing))
 
 
-def _term_time(term: PoseTerm, step: int, total: int) -> float:
-    if isinstance(term, DPoserTerm):
-        return term.t_min + (total - step - 1) / max(total, 1) * (term.t_max - term.t_min)
-    return 0.0
+def _split(params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Body-stage rows ``(B, 63 + 3 + 3 + NB)`` -> pose, root, translation, shape."""
+    return (params[:, :POSE_DIM], params[:, POSE_DIM : POSE_DIM + 3], params[:, POSE_DIM + 3 : POSE_DIM + 6],
+            params[:, POSE_DIM + 6 :])
 
 
 def _extent(xy: np.ndarray, seen: np.ndarray) -> float:
@@ -578,21 +578,22 @@ def _starts(body: BodyModel, rig: KeypointRig, kp: Keypoints, seen: np.ndarray, 
     cam_r = torch.as_tensor(camera.rotation, dtype=dtype, device=device)
     cam_t = torch.as_tensor(camera.translation, dtype=dtype, device=device)
     cx, cy = camera.center
+    rest = rest_keypoints(body, rig)
+    # Turns about the world's vertical, which is the camera's -y for the default camera.
+    up = -cam_r[1]
+    turns = [matrix_to_axis_angle(_rotation_about(up, math.radians(float(yaw)))[None])[0] for yaw in yaws]
     roots, transl = [], []
     placeable = np.flatnonzero(seen.sum(1) >= 4)
     for frame in range(kp.num_frames):
         i = int(placeable[np.abs(placeable - frame).argmin()])  # frames that see too little start as the nearest
-        depth = initial_depth(body, rig, kp.xy[i], seen[i], camera.focal)
+        depth = initial_depth(rest, kp.xy[i], seen[i], camera.focal)
         hips = [KEYPOINT_NAMES.index("left_hip"), KEYPOINT_NAMES.index("right_hip")]
         centre_of = [h for h in hips if seen[i, h]] or [t for t in TORSO if seen[i, t]] or list(np.flatnonzero(seen[i]))
         u, v = kp.xy[i, centre_of].mean(0)
         ray = torch.tensor([(u - cx) / camera.focal, (v - cy) / camera.focal, 1.0], dtype=dtype, device=device)
         pelvis_world = cam_r.T @ (depth * ray - cam_t)
-        for yaw in yaws:
-            # A turn about the world's vertical, which is the camera's -y for the default camera.
-            up = -cam_r[1]
-            roots.append(matrix_to_axis_angle(_rotation_about(up, math.radians(float(yaw)))[None])[0])
-            transl.append(pelvis_world - rest_pelvis)
+        roots += turns
+        transl += [pelvis_world - rest_pelvis] * len(turns)
     return torch.stack(roots), torch.stack(transl)
 
 

@@ -25,9 +25,10 @@ import torch
 
 from .errors import InputError
 from .files import open_npz, real_numbers
-from .optim import prior_residual, prior_weights
+from .optim import DPoserSchedule, prior_residual, prior_weights
 from .parts import POSE_DIM
 from .pose_prior import PosePrior
+from .progress import make_generator
 
 PriorName = Literal["dposer", "gmm", "gaussian", "none"]
 PRIOR_NAMES: tuple[str, ...] = ("dposer", "gmm", "gaussian", "none")
@@ -44,8 +45,17 @@ class PoseTerm(Protocol):
         """``(B,)`` the term's loss at the end of a fit (deterministic), for choosing among fits."""
         ...
 
+    def time(self, step: int, total: int) -> float:
+        """The diffusion time of step ``step`` of ``total`` (0 for a term without one), for progress."""
+        ...
 
-class NoTerm:
+
+class _Timeless:
+    def time(self, step: int, total: int) -> float:
+        return 0.0
+
+
+class NoTerm(_Timeless):
     """No pose prior: only the data and the bend and shape regularisers."""
 
     def gradient(self, pose_body: torch.Tensor, step: int, total: int) -> torch.Tensor:
@@ -55,7 +65,7 @@ class NoTerm:
         return pose_body.new_zeros(pose_body.shape[0])
 
 
-class GaussianTerm:
+class GaussianTerm(_Timeless):
     """``0.5 (p - mean)^T precision (p - mean)``: a full-covariance Gaussian over body poses."""
 
     def __init__(self, mean: np.ndarray, cov: np.ndarray, *, device: torch.device | str = "cpu") -> None:
@@ -78,7 +88,7 @@ class GaussianTerm:
         return 0.5 * ((d @ self.precision) * d).sum(-1)
 
 
-class GMMTerm:
+class GMMTerm(_Timeless):
     """SMPLify's max-mixture prior: ``min_c [0.5 (p - m_c)^T P_c (p - m_c) - log(w_c / sqrt(det(2 pi S_c)))]``
     (the body joints of its 69-dim SMPL model: marginalised to their first 63 dims)."""
 
@@ -142,20 +152,22 @@ class DPoserTerm:
             raise ValueError(f"draws must be >= 1 (even when antithetic), got {draws}")
         self.prior, self.t_max, self.t_min = prior, t_max, t_min
         self.draws, self.antithetic = draws, antithetic
-        self.gen = torch.Generator(device=prior.device)
-        if seed is None:
-            self.gen.seed()
-        else:
-            self.gen.manual_seed(seed)
+        self.gen = make_generator(seed, prior.device)
         self._sched: tuple[int, object, torch.Tensor] | None = None
 
     def _schedule(self, total: int):
         if self._sched is None or self._sched[0] != total:
-            k = np.arange(total)
-            t = self.t_min + (total - k - 1) / max(total, 1) * (self.t_max - self.t_min)
+            t = self._grid(total).times()
             sched = self.prior.schedule(torch.as_tensor(t, dtype=torch.float32, device=self.prior.device))
             self._sched = (total, sched, prior_weights(sched))
         return self._sched[1], self._sched[2]
+
+    def _grid(self, total: int) -> DPoserSchedule:
+        """DPoser's linear grid of ``total`` times from ``t_max`` down to ``t_min``."""
+        return DPoserSchedule(iterations=1, steps_per_iter=total, t_max=self.t_max, t_min=self.t_min)
+
+    def time(self, step: int, total: int) -> float:
+        return float(self._grid(total).times()[step])
 
     def gradient(self, pose_body: torch.Tensor, step: int, total: int) -> torch.Tensor:
         sched, weight = self._schedule(total)

@@ -4,7 +4,6 @@ timeline."""
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import re
 import time
@@ -318,7 +317,6 @@ class FitPanel(Panel):
         label = self.prior.value if self.prior.value in PRIORS else "DPoser"  # a client may send any string
         weight = in_range(self.weight.value, 0.0, MAX_PRIOR_WEIGHT)
         hyps = in_range(self.hypotheses.value, 0, MAX_HYPOTHESES, integer=True)
-        options = dataclasses.replace(default_options(PRIORS[label], sequence=loaded.sequence), prior_weight=weight)
         self._request = request = object()
         self.fit = None  # the streamed body has no keypoints' errors or hypotheses until it is done
         self.streamed_updates = 0
@@ -331,7 +329,7 @@ class FitPanel(Panel):
         def run(ctx: JobContext) -> tuple[ImageFit, float]:
             started = time.perf_counter()
             fit = fit_photo(ctx.resources.prior, ctx.resources.body, loaded.observation, prior_name=PRIORS[label],
-                            options=options, hypotheses=hyps, seed=0, callback=ctx.report, cancel=ctx.cancel)
+                            prior_weight=weight, hypotheses=hyps, seed=0, callback=ctx.report, cancel=ctx.cancel)
             return fit, time.perf_counter() - started
 
         def on_progress(p: Progress) -> None:
