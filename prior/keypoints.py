@@ -716,7 +716,7 @@ def load_keypoints(
     return Keypoints(chosen.xy, chosen.conf, _settled_size([(frames[0], chosen)], size), str(path))
 
 
-def _natural_key(path: Path) -> tuple:
+def natural_key(path: Path) -> tuple:
     """Sort key putting ``frame_2`` before ``frame_10``: digit runs compare as numbers."""
     parts = re.split(r"(\d+)", path.name)
     return tuple(int(p) if i % 2 else p.lower() for i, p in enumerate(parts)), path.name
@@ -736,7 +736,7 @@ def _sequence_files(paths: str | os.PathLike | Sequence[str | os.PathLike], max_
             raise InputError("no .json or .npz keypoint files in the folder", folder)
         if len(files) > max_frames:
             raise InputError(f"holds {len(files)} keypoint files, over the {max_frames} frame limit", folder)
-        return sorted(files, key=_natural_key)
+        return sorted(files, key=natural_key)
     files = [Path(p) for p in paths]
     if not files:
         raise InputError("no keypoint files given")
@@ -854,5 +854,6 @@ __all__ = [
     "from_mediapipe",
     "load_keypoint_sequence",
     "load_keypoints",
+    "natural_key",
     "save_keypoints",
 ]

@@ -6,12 +6,13 @@ A test module loads them with ``pytest_plugins = ["task_fixtures"]`` and opts in
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 from prior import load_body_model, load_prior
 
-from prior_helpers import OFFICIAL_CKPT
+from prior_helpers import DATA, OFFICIAL_CKPT
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +28,13 @@ def one_thread():
 def body():
     """The mannequin body model (SMPL-X joints 0..21)."""
     return load_body_model()
+
+
+@pytest.fixture(scope="module")
+def val_poses() -> np.ndarray:
+    """AMASS val body poses ``(500, 63)`` (``shared/data/amass_body_poses.npz``)."""
+    with np.load(DATA / "amass_body_poses.npz", allow_pickle=False) as f:
+        return f["val"].astype(np.float32)
 
 
 @pytest.fixture(scope="module")

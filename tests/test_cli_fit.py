@@ -13,7 +13,6 @@ import pytest
 import torch
 from PIL import Image
 
-from prior import load_body_model
 from prior.body.landmarks import keypoint_rig
 from prior.camera import Camera
 from prior.keypoints import KEYPOINT_NAMES
@@ -34,15 +33,7 @@ MEDIAPIPE = {"nose": 0, "left_eye": 2, "right_eye": 5, "left_ear": 7, "right_ear
              "left_heel": 29, "right_heel": 30, "left_big_toe": 31, "right_big_toe": 32}
 
 
-@pytest.fixture(scope="module")
-def body():
-    return load_body_model()
-
-
-@pytest.fixture(scope="module")
-def val_poses() -> np.ndarray:
-    with np.load(DATA / "amass_body_poses.npz", allow_pickle=False) as f:
-        return f["val"].astype(np.float32)
+pytest_plugins = ["task_fixtures"]  # body, val_poses
 
 
 def _truth(body, pose, camera, root, trans):

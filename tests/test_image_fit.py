@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import torch
 
-from prior import load_body_model, load_prior
 from prior.body.landmarks import keypoint_rig
 from prior.camera import Camera, default_focal, focal_from_fov
 from prior.image_fit import (
@@ -29,21 +28,12 @@ from prior.rotations import axis_angle_to_matrix
 
 from prior_helpers import DATA
 
-
-@pytest.fixture(scope="module")
-def body():
-    return load_body_model()
+pytest_plugins = ["task_fixtures"]  # body, val_poses, trained
 
 
 @pytest.fixture(scope="module")
-def prior():
-    return load_prior()
-
-
-@pytest.fixture(scope="module")
-def val_poses() -> np.ndarray:
-    with np.load(DATA / "amass_body_poses.npz", allow_pickle=False) as f:
-        return f["val"].astype(np.float32)
+def prior(trained):
+    return trained
 
 
 def _view(body, pose: np.ndarray, yaw_deg: float, depth: float = 4.0, size: int = 1000):

@@ -5,7 +5,6 @@ timeline."""
 from __future__ import annotations
 
 import math
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ from prior.camera import Camera
 from prior.detect import MAX_IMAGE_BYTES, load_image
 from prior.errors import InputError
 from prior.image_fit import ImageFit, PhotoObservation, default_options, fit_photo, observe_photo
-from prior.keypoints import KEYPOINT_NAMES, MAX_KEYPOINT_FILE_BYTES, load_keypoint_sequence
+from prior.keypoints import KEYPOINT_NAMES, MAX_KEYPOINT_FILE_BYTES, load_keypoint_sequence, natural_key
 from prior.progress import Progress
 from prior.rotations import matrix_to_wxyz_np
 
@@ -87,11 +86,8 @@ class FitState:
 
 def photo_files(folder: Path) -> tuple[Path, ...]:
     """The photos in ``folder`` in natural order (``frame_2`` before ``frame_10``); none is an error."""
-    def key(path: Path) -> list:
-        return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
-
     files = sorted((p for p in folder.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES and not p.name.startswith(".")),
-                   key=key)
+                   key=natural_key)
     if not files:
         raise InputError(f"no photos ({', '.join(PHOTO_SUFFIXES)}) in the folder", folder)
     return tuple(files)
