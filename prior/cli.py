@@ -1,11 +1,14 @@
 """``dposer``: the batch command line (tyro subcommands; progress bars on stderr).
 
-Every subcommand takes ``--ckpt``, ``--body-model`` and ``--device``. Bad input exits with code 2
-and one line naming the file and the problem; outputs are written atomically.
+Every subcommand takes ``--ckpt``, ``--body-model`` and ``--device``; ``~`` is expanded in every
+path. Bad input exits with code 2 and one line naming the file and the problem; outputs are written
+atomically, so Ctrl-C (exit 130) and SIGTERM (exit 143) leave no partial file.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,12 +78,16 @@ class Common:
 
 
 class _Bar:
-    """A tqdm bar on stderr fed by task progress callbacks."""
+    """A tqdm bar on stderr fed by task progress callbacks. A run that stops (an error, Ctrl-C,
+    SIGTERM) clears the bars it left open (:meth:`close_all`), so its message starts its own line."""
+
+    _open: list[_Bar] = []
 
     def __init__(self, desc: str) -> None:
         from tqdm import tqdm
 
         self.bar = tqdm(desc=desc, unit="step", file=sys.stderr, dynamic_ncols=True, leave=False)
+        _Bar._open.append(self)
 
     def __call__(self, progress) -> None:
         self.bar.total = progress.total
@@ -90,6 +97,13 @@ class _Bar:
 
     def close(self) -> None:
         self.bar.close()
+        if self in _Bar._open:
+            _Bar._open.remove(self)
+
+    @classmethod
+    def close_all(cls) -> None:
+        for bar in list(cls._open):
+            bar.close()
 
 
 @dataclass(kw_only=True)
@@ -530,6 +544,26 @@ SUBCOMMANDS: dict[str, type[Common]] = {
 }
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, ``timeout``, a batch scheduler), raised in the main thread like Ctrl-C so that
+    the same unwinding runs: :func:`prior.files.atomic_write` removes its temporary file."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the cleanup short
+    raise Terminated
+
+
+def _expand_user_paths(cmd: Common) -> None:
+    """Expand ``~`` in every path flag: a shell leaves ``--out=~/x.npz`` (and a quoted ``~``) as typed."""
+    from .files import user_path
+
+    for field in dataclasses.fields(cmd):
+        value = getattr(cmd, field.name)
+        if isinstance(value, Path):
+            setattr(cmd, field.name, user_path(value))
+
+
 def main(argv: list[str] | None = None) -> None:
     cmd = tyro.extras.subcommand_cli_from_dict(
         {name: cls for name, cls in SUBCOMMANDS.items()},
@@ -537,14 +571,29 @@ def main(argv: list[str] | None = None) -> None:
         description="DPoser pose prior: batch generation, completion, denoising, photo fitting, training, evaluation.",
         args=argv,
     )
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
+        _expand_user_paths(cmd)
         cmd.run()
     except InputError as e:
+        _Bar.close_all()
         print(f"dposer: error: {e}", file=sys.stderr)
         sys.exit(2)
+    except OSError as e:  # after the checks: a disk that filled up, a folder made read-only, a read that failed
+        where = f"{e.filename}: " if e.filename else ""
+        _Bar.close_all()
+        print(f"dposer: error: {where}{e.strerror or e}", file=sys.stderr)
+        sys.exit(2)
+    except Terminated:
+        _Bar.close_all()
+        print("dposer: terminated", file=sys.stderr)
+        sys.exit(128 + signal.SIGTERM)
     except KeyboardInterrupt:
+        _Bar.close_all()
         print("dposer: interrupted", file=sys.stderr)
         sys.exit(130)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,19 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .files import MAX_FRAME_RATE, MIN_FRAME_RATE, NpzArchive, checked_floats, open_npz, real_numbers, save_npz
+from .files import (
+    ANGLES,
+    COEFFICIENTS,
+    MAX_FRAME_RATE,
+    METRES,
+    MIN_FRAME_RATE,
+    Bound,
+    NpzArchive,
+    checked_floats,
+    open_npz,
+    real_numbers,
+    save_npz,
+)
 from .parts import NUM_SKELETON_JOINTS, POSE_DIM
 from .rotations import slerp_axis_angle_np
 
@@ -198,6 +210,7 @@ def _betas(archive: NpzArchive, key: str) -> np.ndarray | None:
     value = value.astype(np.float32)
     if not np.isfinite(value).all():  # after the cast: 1e300 is Inf in float32
         raise InputError(f"{key!r} contains NaN or Inf (or values too large for float32)", archive.path)
+    COEFFICIENTS.check(value, repr(key), archive.path)
     return value
 
 
@@ -214,7 +227,7 @@ def _clip_from_archive(archive: NpzArchive, max_frames: int, what: str = "frames
                 f"'poses' has shape {poses.shape}, expected (T, 165) (SMPL-X), (T, 156) (SMPL+H) or (T, 72) (SMPL)",
                 archive.path,
             )
-        poses = archive.floats("poses", width)
+        poses = archive.floats("poses", width, bound=ANGLES)
         surface = _POSES_LAYOUTS[width]
         fields["root_orient"], fields["pose_body"] = poses[:, :3], poses[:, 3:66]
         if width == 165:
@@ -224,7 +237,7 @@ def _clip_from_archive(archive: NpzArchive, max_frames: int, what: str = "frames
         trans_key, betas_key = "trans", "betas"
     elif "pose_body" in archive or "pose_samples" in archive:
         key = "pose_body" if "pose_body" in archive else "pose_samples"
-        body = archive.floats(key, POSE_DIM, what="(T, 63)")
+        body = archive.floats(key, POSE_DIM, bound=ANGLES, what="(T, 63)")
         frames = body.shape[0]
         fields["pose_body"] = body
         split = {
@@ -235,24 +248,24 @@ def _clip_from_archive(archive: NpzArchive, max_frames: int, what: str = "frames
         }
         for name, (file_key, width) in split.items():
             if file_key in archive:
-                fields[name] = archive.floats(file_key, width, frames=frames)
+                fields[name] = archive.floats(file_key, width, bound=ANGLES, frames=frames)
         surface, trans_key, betas_key = "smplx", "trans", "betas"
     elif "body_pose" in archive:
-        body = archive.floats("body_pose", POSE_DIM, what="(T, 63)")
+        body = archive.floats("body_pose", POSE_DIM, bound=ANGLES, what="(T, 63)")
         frames = body.shape[0]
         fields["pose_body"] = body
         if "global_orient" in archive:
-            fields["root_orient"] = archive.floats("global_orient", 3, frames=frames)
+            fields["root_orient"] = archive.floats("global_orient", 3, bound=ANGLES, frames=frames)
         hands = [k for k in ("left_hand_pose", "right_hand_pose") if k in archive]
         if len(hands) == 1:
             raise InputError(f"has {hands[0]!r} but not the other hand", archive.path)
         if hands:
-            fields["hands"] = np.concatenate([archive.floats(k, 45, frames=frames) for k in hands], 1)
+            fields["hands"] = np.concatenate([archive.floats(k, 45, bound=ANGLES, frames=frames) for k in hands], 1)
         if "jaw_pose" in archive:
-            fields["jaw"] = archive.floats("jaw_pose", 3, frames=frames)
+            fields["jaw"] = archive.floats("jaw_pose", 3, bound=ANGLES, frames=frames)
         eyes = [k for k in ("leye_pose", "reye_pose") if k in archive]
         if len(eyes) == 2:
-            fields["eyes"] = np.concatenate([archive.floats(k, 3, frames=frames) for k in eyes], 1)
+            fields["eyes"] = np.concatenate([archive.floats(k, 3, bound=ANGLES, frames=frames) for k in eyes], 1)
         surface, trans_key, betas_key = "smplx", "transl", "betas"
     else:
         raise _no_pose_error(archive)
@@ -261,9 +274,9 @@ def _clip_from_archive(archive: NpzArchive, max_frames: int, what: str = "frames
     if "root_orient" not in fields:
         fields["root_orient"] = np.zeros((frames, 3), np.float32)
     if trans_key in archive:
-        fields["trans"] = archive.floats(trans_key, 3, frames=frames)
+        fields["trans"] = archive.floats(trans_key, 3, bound=METRES, frames=frames)
     if "expression" in archive:
-        fields["expression"] = archive.floats("expression", None, frames=frames)
+        fields["expression"] = archive.floats("expression", None, bound=COEFFICIENTS, frames=frames)
     betas = _betas(archive, betas_key)
     gender = archive.text("gender").strip().lower() if "gender" in archive else "neutral"
     if gender not in _GENDERS:
@@ -356,7 +369,7 @@ def load_poses(
             raise InputError(f"{found!r} has shape {value.shape}, expected (N, 63)", archive.path)
         if value.size == 0:
             raise InputError(f"{found!r} has no poses (shape {value.shape})", archive.path)
-        return checked_floats(value.reshape(-1, POSE_DIM), found, archive.path, POSE_DIM, what="(N, 63)")
+        return checked_floats(value.reshape(-1, POSE_DIM), found, archive.path, POSE_DIM, bound=ANGLES, what="(N, 63)")
 
 
 JOINT_KEYS = ("joints", "noisy_joints", "keypoints3d", "joints3d")
@@ -441,15 +454,17 @@ def load_joints(
             raise InputError(f"{found!r} has values too large for float32 (metres expected)", archive.path)
         if np.isnan(joints).all():
             raise InputError(f"{found!r} has no finite joint position", archive.path)
+        METRES.check(joints, repr(found), archive.path)
         frames = joints.shape[0]
 
-        def optional(*names: str) -> np.ndarray | None:
+        def optional(*names: str, bound: Bound) -> np.ndarray | None:
             name = next((n for n in names if n in archive), None)
-            return None if name is None else archive.floats(name, 3, frames=frames)
+            return None if name is None else archive.floats(name, 3, bound=bound, frames=frames)
 
         rate_key = next((k for k in ("mocap_frame_rate", "mocap_framerate", "fps") if k in archive), None)
         return JointTrack(
-            joints=joints, root_orient=optional("root_orient", "global_orient"), trans=optional("trans", "transl"),
+            joints=joints, root_orient=optional("root_orient", "global_orient", bound=ANGLES),
+            trans=optional("trans", "transl", bound=METRES),
             betas=_betas(archive, "betas"), fps=archive.number(rate_key) if rate_key else DEFAULT_FPS,
             fps_assumed=rate_key is None, key=found, source=str(archive.path),
         )

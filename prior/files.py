@@ -1,8 +1,9 @@
 """File safety in one place: checked reading, atomic writing, and the files the package ships.
 
 Reading: a user's file is size-checked before it is opened, ``.npz`` archives are read with
-``allow_pickle=False`` and a limit on what they unpack to, and every problem is one
-:class:`prior.errors.InputError` line, ``"<file>: <problem>"``.
+``allow_pickle=False`` and a limit on what they unpack to, numbers beyond what real data holds are
+refused (:class:`Bound`), and every problem is one :class:`prior.errors.InputError` line,
+``"<file>: <problem>"``.
 
 Writing: results go to a temporary file beside the target that replaces it only once complete,
 so a crash or a bad input never leaves a half-written file.
@@ -21,6 +22,7 @@ import zipfile
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import IO
@@ -56,6 +58,15 @@ def default_checkpoint_path() -> Path:
 # Reading
 
 
+def user_path(path: str | os.PathLike) -> Path:
+    """``path`` with a leading ``~`` or ``~user`` expanded (a shell leaves ``--out=~/x.npz`` as typed);
+    an unknown user is an :class:`InputError` (``Path.expanduser`` raises RuntimeError)."""
+    try:
+        return Path(path).expanduser()
+    except RuntimeError:
+        raise InputError("no such user", path) from None
+
+
 def checked_file(path: str | Path, *, max_bytes: int) -> Path:
     """``path`` if it is a non-empty file of at most ``max_bytes``; else :class:`InputError`."""
     path = Path(path)
@@ -78,13 +89,44 @@ def real_numbers(dtype: np.dtype) -> bool:
     return dtype.kind in "fiu"
 
 
+@dataclass(frozen=True)
+class Bound:
+    """The largest magnitude a kind of number reaches in real data, with a wide margin. Beyond it a
+    file is corrupt or forged: 1e20 is finite, but overflows the solvers into NaN that would then be
+    blamed on the prior, so it is refused when the file is read, naming the array."""
+
+    limit: float
+    what: str
+    """The kind, plural: ``"axis-angles"``."""
+    unit: str = ""
+
+    def check(self, value: np.ndarray, what: str, path: str | Path | None) -> None:
+        """Refuse ``value`` (``what`` of file ``path``, as the error names it: ``"'pose_body'"``) if a
+        magnitude exceeds :attr:`limit`; NaN passes."""
+        over = np.abs(value) > self.limit  # NaN compares False
+        if over.any():
+            big = float(np.abs(value[over]).max())
+            raise InputError(f"{what} holds values up to {big:.3g} ({self.what} must be within "
+                             f"±{self.limit:g}{self.unit})", path)
+
+
+# Real poses stay far inside these: AMASS axis-angles reach 6.3 rad (train split), a whole-body
+# set's root 9.5 rad (unwrapped turns); a capture volume is metres; betas and expressions are a
+# few units; keypoints are pixels of a photo (at most 100,000 wide, see the CLI's --image-size).
+ANGLES = Bound(100.0, "axis-angles", " rad")
+METRES = Bound(1e4, "positions", " m")
+COEFFICIENTS = Bound(1e3, "shape and expression coefficients")
+PIXELS = Bound(1e6, "pixel coordinates", " px")
+
+
 def checked_floats(
-    value: np.ndarray, key: str, path: Path, width: int | None, *, frames: int | None = None, what: str | None = None
+    value: np.ndarray, key: str, path: Path, width: int | None, *, bound: Bound, frames: int | None = None,
+    what: str | None = None,
 ) -> np.ndarray:
     """``value`` (the array ``key`` of file ``path``) as float32 ``(T, width)``; ``(T, width // 3, 3)``
-    is flattened; no frames, the wrong frame count, NaN/Inf or values beyond float32's range are
-    an :class:`InputError`, and so are dtypes that are not real numbers (booleans, complex numbers,
-    timedelta64 / datetime64, strings, objects).
+    is flattened; no frames, the wrong frame count, NaN/Inf, values beyond float32's range or
+    beyond ``bound`` are an :class:`InputError`, and so are dtypes that are not real numbers
+    (booleans, complex numbers, timedelta64 / datetime64, strings, objects).
 
     ``width=None`` accepts any width; ``what`` replaces ``"(T, width)"`` in the shape error.
     """
@@ -106,6 +148,7 @@ def checked_floats(
     if not np.isfinite(out).all():
         big = float(np.abs(value).max())
         raise InputError(f"{key!r} has values up to {big:.3g}, which do not fit float32 (at most 3.4e+38)", path)
+    bound.check(out, repr(key), path)
     return out
 
 
@@ -187,13 +230,16 @@ class NpzArchive:
         except (OSError, EOFError, zipfile.BadZipFile, zlib.error):
             raise InputError("not a valid .npz file (truncated or wrong format)", self.path) from None
 
-    def floats(self, key: str, width: int | None, *, frames: int | None = None, what: str | None = None) -> np.ndarray:
-        """``key`` as float32 ``(T, width)``, checked by :func:`checked_floats`; a frame count other
-        than ``frames`` is refused from the header, before the data is read."""
+    def floats(
+        self, key: str, width: int | None, *, bound: Bound, frames: int | None = None, what: str | None = None
+    ) -> np.ndarray:
+        """``key`` as float32 ``(T, width)``, checked by :func:`checked_floats` (``bound``: the
+        magnitudes allowed); a frame count other than ``frames`` is refused from the header, before
+        the data is read."""
         shape = self.shape(key)
         if frames is not None and len(shape) >= 2 and shape[0] != frames:
             raise InputError(f"{key!r} has {shape[0]} frames, expected {frames} like the poses", self.path)
-        return checked_floats(self.raw(key), key, self.path, width, frames=frames, what=what)
+        return checked_floats(self.raw(key), key, self.path, width, bound=bound, frames=frames, what=what)
 
     def text(self, key: str) -> str:
         """``key`` as one string."""
@@ -279,25 +325,48 @@ def _umask() -> int:
     return mask
 
 
+# tempfile's names put 8 random characters between the prefix and the suffix.
+_TEMP_RANDOM_CHARS = 8
+
+
+def temp_name_bytes(path: Path) -> int:
+    """The length in bytes of the name of :func:`temp_beside`'s files for ``path``; a folder's name
+    limit (255 on most file systems) applies to it, so it is checked before any work."""
+    return len(os.fsencode(f".{path.name}.")) + _TEMP_RANDOM_CHARS + len(".tmp")
+
+
+def temp_beside(path: Path) -> tuple[int, str]:
+    """A new empty file ``.<name>.<random>.tmp`` beside ``path``, as ``(fd, path)``: where
+    :func:`atomic_write` writes before it renames (a rename within one folder is atomic)."""
+    return tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+
+
 @contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     """Open a temporary file beside ``path``; it replaces ``path`` only if the block succeeds.
 
-    Missing folders are created. If the block or the write fails, ``path`` is left as it was
-    and the temporary file is removed.
+    Missing folders are created. If the block or the write fails (an exception, Ctrl-C, or SIGTERM
+    in the ``dposer`` CLI, which turns it into an exception), ``path`` is left as it was and the
+    temporary file is removed. An ``OSError`` names ``path`` (a failed write names no file, a failed
+    ``mkstemp`` the temporary one).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = temp_beside(path)
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
         os.replace(tmp, path)
+    except OSError as e:
+        if e.errno is None:
+            raise
+        raise OSError(e.errno, e.strerror, str(path)) from e  # the same subclass: OSError maps errno to it
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
 
 
@@ -316,10 +385,15 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
 
 
 __all__ = [
+    "ANGLES",
+    "COEFFICIENTS",
     "DEFAULT_CHECKPOINT",
     "MAX_FRAME_RATE",
     "MAX_NPZ_DIRECTORY_BYTES",
+    "METRES",
     "MIN_FRAME_RATE",
+    "PIXELS",
+    "Bound",
     "NpzArchive",
     "asset_path",
     "atomic_write",
@@ -329,5 +403,8 @@ __all__ = [
     "open_npz",
     "real_numbers",
     "save_npz",
+    "temp_beside",
+    "temp_name_bytes",
+    "user_path",
     "write_text_atomic",
 ]

@@ -13,6 +13,12 @@ Jacobian of the targeted joints) and one network forward pass. A few last iterat
 so that reachable targets are met exactly; the prior has by then shaped what the targets leave free.
 Starting from the previous solution (warm start), a solve follows a drag at interactive rates.
 
+Pinned joints keep their world position and orientation: each adds its own position and three
+points :data:`PIN_ARM_M` along its axes to the least-squares terms, held where the start pose puts
+them and weighted :data:`PIN_WEIGHT` times a target, so that a target out of reach is missed rather
+than a pin moved. (``fixed`` is the other kind of hold: it freezes local rotations, which leaves a
+joint free to move with its parents.)
+
 ``keep_plausible`` is the other editing mode: hold the joints the user touched and let DPoser's
 completion refine the rest, starting from the current pose.
 """
@@ -33,6 +39,8 @@ from .pose_prior import PosePrior, as_tensor
 from .progress import CancelFlag, Progress, ProgressFn, check_cancel, cpu_copy
 
 FD_STEP_RAD = 1e-3  # finite-difference step of the Jacobian (float32 joints: ~1e-4 relative error)
+PIN_ARM_M = 0.1  # a pinned joint's orientation is held through points this far along its axes
+PIN_WEIGHT = 1e3  # of a pin's points against a target's: a target out of reach moves a pin by microns
 
 
 @dataclass(frozen=True)
@@ -70,6 +78,9 @@ class IKResult:
     """``(22, 3)`` its joints (SMPL-X 0..21, metres)."""
     residual_m: float
     """Largest distance between a targeted joint and its target, metres."""
+    pin_drift_m: float
+    """Largest distance a pinned joint, or a point ``PIN_ARM_M`` along one of its axes, moved
+    (metres; 0 without pins)."""
     steps: int
     """Gauss-Newton iterations run."""
     global_orient: torch.Tensor | None = None
@@ -85,6 +96,7 @@ def inverse_kinematics(
     targets: Mapping[int, torch.Tensor | Sequence[float]],
     *,
     fixed: Sequence[int] = (),
+    pinned: Sequence[int] = (),
     global_orient: torch.Tensor | None = None,
     transl: torch.Tensor | None = None,
     betas: torch.Tensor | None = None,
@@ -101,6 +113,8 @@ def inverse_kinematics(
         targets: SMPL-X joint index (0..21) -> target position ``(3,)`` in metres, in the same frame
             as the body (after ``global_orient`` and ``transl``).
         fixed: body-pose joints (0..20, ``prior.parts`` numbering) whose rotations are held.
+        pinned: SMPL-X joints (0..21) whose world position and orientation are held where
+            ``pose_body`` puts them (a pinned head stays put while a wrist is dragged); not targets.
         global_orient: ``(3,)`` root orientation; transl: ``(3,)`` translation (metres);
             betas: ``(NB,)`` shape. None = zero / the mean shape.
         options: iterations, prior weight and time, damping (:class:`IKOptions`).
@@ -125,6 +139,11 @@ def inverse_kinematics(
     goal = torch.stack([as_tensor(targets[j], device).reshape(3) for j in ids])
     if not torch.isfinite(goal).all():
         raise ValueError("targets contain NaN or Inf")
+    pins = sorted({int(j) for j in pinned})
+    if not all(0 <= j < NUM_SKELETON_JOINTS for j in pins):
+        raise ValueError(f"pinned joints must be SMPL-X joints 0..{NUM_SKELETON_JOINTS - 1}, got {pins}")
+    if set(pins) & set(ids):
+        raise ValueError(f"joints {sorted(set(pins) & set(ids))} are both pinned and targeted")
     if not all(0 <= j < space.num_joints for j in fixed):
         raise ValueError(f"fixed joints must be body joints 0..{space.num_joints - 1}, got {list(fixed)}")
     root = torch.zeros(3, device=device) if global_orient is None else as_tensor(global_orient, device).reshape(3)
@@ -138,10 +157,26 @@ def inverse_kinematics(
     pose_idx = free_idx[on_pose]
     params = torch.cat([pose, root, shift])
 
-    def target_joints(p: torch.Tensor) -> torch.Tensor:
-        """``(B, K, 3)`` targeted joints of parameter rows ``p: (B, 69)``."""
-        return body.skeleton_joints(p[:, :dim], global_orient=p[:, dim : dim + 3],
-                               transl=p[:, dim + 3 :], betas=shape)[:, ids]
+    def held_points(p: torch.Tensor) -> torch.Tensor:
+        """``(B, K + 4 P, 3)`` for parameter rows ``p: (B, 69)``: the K targeted joints, then the
+        P pinned joints and three points on each one's axes (its orientation)."""
+        rot, pos = body.skeleton(p[:, :dim], global_orient=p[:, dim : dim + 3], transl=p[:, dim + 3 :], betas=shape)
+        if not pins:
+            return pos[:, ids]
+        axes = pos[:, pins, None] + PIN_ARM_M * rot[:, pins].transpose(-1, -2)  # (B, P, 3 axes, 3)
+        return torch.cat([pos[:, ids], pos[:, pins], axes.flatten(1, 2)], 1)
+
+    def distances(p: torch.Tensor) -> tuple[float, float]:
+        """Largest target miss and pin drift (metres) of parameters ``p: (69,)``."""
+        miss = (held_points(p[None])[0] - goal).norm(dim=-1)
+        return float(miss[: len(ids)].max()), float(miss[len(ids) :].max()) if pins else 0.0
+
+    with torch.no_grad():
+        goal = torch.cat([goal, held_points(params[None])[0, len(ids) :]])  # pins: held where they start
+    # Square roots of the terms' weights, one per residual coordinate.
+    row_w = torch.ones(len(goal), 3, device=device)
+    row_w[len(ids) :] = PIN_WEIGHT**0.5
+    row_w = row_w.reshape(-1)
 
     # Central differences in one batched forward pass: exact enough for Gauss-Newton (the residual
     # itself is exact, so targets are still reached) and several times cheaper than reverse mode.
@@ -159,10 +194,10 @@ def inverse_kinematics(
         check_cancel(cancel)
         with_prior = steps <= options.steps and options.prior_weight > 0
         with torch.no_grad():
-            rows = target_joints(torch.cat([params[None], params + probe, params - probe]))
-            rows = rows.reshape(1 + 2 * len(probe), -1)
-            r = rows[0] - goal.reshape(-1)
-            jac = ((rows[1 : 1 + len(probe)] - rows[1 + len(probe) :]) / (2 * FD_STEP_RAD)).T  # (3K, F)
+            rows = held_points(torch.cat([params[None], params + probe, params - probe]))
+            rows = row_w * rows.reshape(1 + 2 * len(probe), -1)
+            r = rows[0] - row_w * goal.reshape(-1)
+            jac = ((rows[1 : 1 + len(probe)] - rows[1 + len(probe) :]) / (2 * FD_STEP_RAD)).T  # (3M, F)
             grad = jac.T @ r
             hess = jac.T @ jac + options.damping * eye
             if with_prior:  # diagonal in pose space, body-pose dims only
@@ -170,25 +205,27 @@ def inverse_kinematics(
                 r_prior = prior_residual(sched, 0, x, no_noise)[0].to(device)
                 grad[on_pose] += prior_w * r_prior[pose_idx] * inv_std[pose_idx]
                 hess[on_pose, on_pose] += prior_w * inv_std[pose_idx] ** 2  # the diagonal entries
-            delta = -torch.linalg.solve(hess, grad)
+            # In float64: the pins' weight spreads the normal equations' eigenvalues beyond float32.
+            delta = -torch.linalg.solve(hess.double(), grad.double()).to(hess.dtype)
             biggest = float(delta.abs().max())
             if biggest > options.max_step_rad:
                 delta *= options.max_step_rad / biggest
             params = params.clone()
             params[free_idx] += delta
-            error = float((target_joints(params[None])[0] - goal).norm(dim=-1).max())
+            miss, drift = distances(params)
         if callback is not None:
-            callback(Progress("ik", steps, total, options.t, cpu_copy(params[None, :dim]), {"residual_m": error}))
-        if error < options.tol_m and not with_prior and steps >= options.steps:
+            callback(Progress("ik", steps, total, options.t, cpu_copy(params[None, :dim]), {"residual_m": miss}))
+        if max(miss, drift) < options.tol_m and not with_prior and steps >= options.steps:
             break
     with torch.no_grad():
         joints = body.skeleton_joints(params[None, :dim], global_orient=params[dim : dim + 3],
-                                 transl=params[dim + 3 :], betas=shape)[0]
-        residual = float((joints[ids] - goal).norm(dim=-1).max())
+                                      transl=params[dim + 3 :], betas=shape)[0]
+        miss, drift = distances(params)
     return IKResult(
         pose_body=params[:dim].cpu(),
         joints=joints.cpu(),
-        residual_m=residual,
+        residual_m=miss,
+        pin_drift_m=drift,
         steps=steps,
         global_orient=params[dim : dim + 3].cpu() if options.free_root else None,
         transl=params[dim + 3 :].cpu() if options.free_root else None,

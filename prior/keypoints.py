@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError
-from .files import checked_file, open_npz, real_numbers, save_npz
+from .files import PIXELS, checked_file, open_npz, real_numbers, save_npz
 
 # COCO-WholeBody's first 23 points: COCO's 17 body keypoints, then its 6 foot keypoints.
 KEYPOINT_NAMES: tuple[str, ...] = (
@@ -227,11 +227,12 @@ def _to_ours(points: np.ndarray, layout: np.ndarray, *, min_conf: float = 0.0) -
     conf = np.where(have, np.minimum(picked[..., 2], 1.0), 0.0)
     conf = np.where(conf >= min_conf, conf, 0.0)
     xy = np.where((conf > 0)[..., None], picked[..., :2], 0.0)
-    return xy.astype(np.float32), conf.astype(np.float32)  # _checked_points kept xy within float32
+    return xy.astype(np.float32), conf.astype(np.float32)  # _checked_points kept xy within PIXELS
 
 
 def _checked_points(points: np.ndarray, what: str, path: Path | str | None) -> None:
-    """Refuse negative confidences and coordinates beyond float32 in ``points (..., K, 3)``."""
+    """Refuse negative confidences and coordinates no photo has (:data:`prior.files.PIXELS`) in
+    ``points (..., K, 3)``."""
     if not np.isfinite(points).all():
         raise InputError(f"{what} contains NaN or Infinity", path)
     negative = points[..., 2] < 0
@@ -239,8 +240,7 @@ def _checked_points(points: np.ndarray, what: str, path: Path | str | None) -> N
         where = np.argwhere(negative)[0]
         raise InputError(f"{what} has a negative confidence ({points[(*where, 2)]:g} at point {where[-1]}), "
                          "expected 0..1", path)
-    if (np.abs(points[..., :2]) > np.finfo(np.float32).max).any():
-        raise InputError(f"{what} has coordinates beyond float32's range (3.4e+38)", path)
+    PIXELS.check(points[..., :2], what, path)
 
 
 def _person(points: np.ndarray, layout: np.ndarray, what: str, path: Path, *, box: np.ndarray | None = None,

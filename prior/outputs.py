@@ -15,32 +15,50 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
+from .files import temp_beside, temp_name_bytes
 
 
 def check_writable(path: str | os.PathLike, flag: str) -> Path:
     """``path`` (given as ``flag``) if a file can be created there; else an :class:`InputError` naming it.
 
-    Refused: an existing folder, a parent that is a file, a folder where nothing can be created
-    (tried for real, with a temporary entry that is removed at once: permission bits do not stop
-    root, a read-only mount does). Missing folders are fine: writing creates them.
+    Refused: an existing folder, a parent that is a file, a name (or the temporary file's name, see
+    :func:`prior.files.temp_beside`) over the folder's name limit, and a folder where nothing can be
+    created (tried for real, with a temporary entry that is removed at once: permission bits do not
+    stop root, a read-only mount does). Missing folders are fine: writing creates them. Any other
+    ``OSError`` on the way (a path too long, ``/proc``) is refused as well.
     """
     path = Path(path)
-    if path.is_dir():
-        raise InputError(f"{flag} is a folder, expected a file name", path)
-    ancestor = path.absolute().parent
-    while not ancestor.exists() and ancestor != ancestor.parent:
-        ancestor = ancestor.parent
-    if not ancestor.is_dir():
-        raise InputError(f"{flag} cannot be written: {ancestor} is not a folder", path)
     try:
+        if path.is_dir():
+            raise InputError(f"{flag} is a folder, expected a file name", path)
+        ancestor = path.absolute().parent
+        while not ancestor.exists() and ancestor != ancestor.parent:
+            ancestor = ancestor.parent
+        if not ancestor.is_dir():
+            raise InputError(f"{flag} cannot be written: {ancestor} is not a folder", path)
+        _check_name_lengths(path, ancestor, flag)
         if ancestor == path.absolute().parent:
-            with tempfile.TemporaryFile(dir=ancestor, prefix=f".{path.name}.", suffix=".probe"):
-                pass
+            fd, probe = temp_beside(path.absolute())
+            os.close(fd)
+            os.unlink(probe)
         else:
             os.rmdir(tempfile.mkdtemp(dir=ancestor, prefix=".dposer.", suffix=".probe"))
     except OSError as e:
         raise InputError(f"{flag} cannot be written ({e.strerror or e})", path) from None
     return path
+
+
+def _check_name_lengths(path: Path, ancestor: Path, flag: str) -> None:
+    """Refuse a folder still to be created, or the temporary file, whose name is over ``ancestor``'s
+    limit: a missing folder hides the limit from ``stat``, so the write would fail only at the end."""
+    most = os.pathconf(ancestor, "PC_NAME_MAX")
+    for folder in path.absolute().parent.relative_to(ancestor).parts:
+        if len(os.fsencode(folder)) > most:
+            raise InputError(f"{flag} cannot be written: a folder name of {len(os.fsencode(folder))} bytes is "
+                             f"over the limit of {most}", path)
+    if temp_name_bytes(path) > most:
+        raise InputError(f"{flag} cannot be written: the file name is {temp_name_bytes(path)} bytes with the "
+                         f"temporary file's suffix, over the folder's limit of {most}", path)
 
 
 def check_distinct(**paths: str | os.PathLike | None) -> None:

@@ -11,8 +11,14 @@ of the AMASS val split as redistributed by DPoser, MIT) and on the same poses wi
 on every joint. The calibration is computed once per prior object and cached on it:
 
 - ``typical``: at most the 90th percentile of real poses;
-- ``implausible``: beyond 99% of real poses and at least as bad as 90% of the noised poses;
+- ``implausible``: from the 99th percentile of real poses on, and no better than the best 10% of
+  the noised poses;
 - ``unusual``: in between.
+
+A pose's percentile is where its energy falls among the real poses' (:meth:`Calibration.percentile`),
+the inverse of the quantiles the thresholds are, so a label and its percentile always agree:
+typical poses are at most at the 90th percentile, unusual ones above it, implausible ones at the
+99th or above.
 """
 
 from __future__ import annotations
@@ -31,6 +37,9 @@ from .pose_prior import PosePrior, as_tensor
 Label = Literal["typical", "unusual", "implausible"]
 CALIBRATION_ASSET = "plausibility_poses.npz"
 CALIBRATION_NOISE_RAD = 0.3
+TYPICAL_PERCENTILE = 90.0  # of real poses: the most a typical pose scores
+IMPLAUSIBLE_PERCENTILE = 99.0  # of real poses: the least an implausible pose scores
+IMPLAUSIBLE_NOISED_PERCENTILE = 10.0  # of the noised poses: the least an implausible pose scores
 _CACHE_ATTR = "_plausibility_calibration"  # per-prior cache: {options: Calibration}
 
 
@@ -52,7 +61,16 @@ class Calibration:
     real: np.ndarray
     """``(N,)`` sorted energies of the shipped real poses."""
     typical_max: float
+    """The real poses' energy at :data:`TYPICAL_PERCENTILE`."""
     implausible_min: float
+    """The larger of the real poses' energy at :data:`IMPLAUSIBLE_PERCENTILE` and the noised poses'
+    at :data:`IMPLAUSIBLE_NOISED_PERCENTILE`."""
+
+    def percentile(self, energy: float) -> float:
+        """Where ``energy`` falls among the real poses (0..100; 50 = the median real pose, 100 =
+        worse than all): the inverse of ``np.quantile``'s linear interpolation, so the energy at the
+        90th percentile (``typical_max``) gets exactly 90."""
+        return 100.0 * float(np.interp(energy, self.real, np.linspace(0.0, 1.0, len(self.real))))
 
 
 @dataclass(frozen=True)
@@ -62,7 +80,8 @@ class Plausibility:
     energy: float
     """log mean squared noise-prediction error (lower = more plausible; prior-specific scale)."""
     percentile: float
-    """Share of real poses (0..100) that score better: 50 = a median real pose, 100 = worse than all."""
+    """Where the energy falls among real poses (:meth:`Calibration.percentile`): 50 = the median
+    real pose, 100 = worse than all."""
     label: Label
 
 
@@ -119,8 +138,9 @@ def calibrate(
     real, bad = np.sort(energies[: len(real_poses)]), energies[len(real_poses) :]
     result = Calibration(
         real=real,
-        typical_max=float(np.quantile(real, 0.90)),
-        implausible_min=float(max(np.quantile(real, 0.99), np.quantile(bad, 0.10))),
+        typical_max=float(np.quantile(real, TYPICAL_PERCENTILE / 100)),
+        implausible_min=float(max(np.quantile(real, IMPLAUSIBLE_PERCENTILE / 100),
+                                  np.quantile(bad, IMPLAUSIBLE_NOISED_PERCENTILE / 100))),
     )
     if poses is None:
         cache[options] = result
@@ -128,8 +148,9 @@ def calibrate(
 
 
 def label_for(energy: float, calibration: Calibration) -> Label:
-    """The UI word for an energy under a prior's calibration."""
-    if energy <= calibration.typical_max:
+    """The UI word for an energy under a prior's calibration. Typical is decided on the percentile
+    (the same as ``energy <= typical_max``, without the rounding that could set the two apart)."""
+    if calibration.percentile(energy) <= TYPICAL_PERCENTILE:
         return "typical"
     return "unusual" if energy < calibration.implausible_min else "implausible"
 
@@ -147,11 +168,13 @@ def plausibility(
         raise ValueError(f"pose_body must be ({prior.space.dim},), got {tuple(pose.shape)}")
     calibration = calibrate(prior, options=options)
     energy = float(prior_energy(prior, pose[None], options=options)[0])
-    percentile = 100.0 * float(np.searchsorted(calibration.real, energy)) / len(calibration.real)
-    return Plausibility(energy=energy, percentile=percentile, label=label_for(energy, calibration))
+    return Plausibility(energy=energy, percentile=calibration.percentile(energy), label=label_for(energy, calibration))
 
 
 __all__ = [
+    "IMPLAUSIBLE_NOISED_PERCENTILE",
+    "IMPLAUSIBLE_PERCENTILE",
+    "TYPICAL_PERCENTILE",
     "Calibration",
     "Plausibility",
     "PlausibilityOptions",

@@ -192,7 +192,10 @@ def click(locator: Any) -> None:
 
 
 def open_panel(page: Any, label: str) -> None:
-    """Click panel ``label`` in the panel bar (the open one is marked with a leading "▸ ")."""
+    """Click panel ``label`` (its full name) in the panel bar; wait until the page shows it open."""
+    from viewer.panels import PANELS
+
+    index = next(k for k, cls in enumerate(PANELS) if cls.label == label)
     bar = gui_row(page, "Panel")
-    click(bar.get_by_role("button", name=re.compile(rf"^(▸ )?{re.escape(label)}$")))
-    page.get_by_role("button", name=f"▸ {label}").wait_for(timeout=30_000)
+    click(bar.get_by_role("button", name=PANELS[index].short_label or label, exact=True))
+    page.locator(f'style[data-active-panel="{index}"]').wait_for(state="attached", timeout=30_000)

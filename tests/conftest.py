@@ -43,7 +43,8 @@ def viewer_app(tmp_path_factory):
 
     if not CONFORMANCE_CKPT.is_file():
         pytest.fail(f"conformance checkpoint not found at {CONFORMANCE_CKPT}")
-    app = ViewerApp(ckpt=CONFORMANCE_CKPT, port=0, export_dir=tmp_path_factory.mktemp("exports"), verbose=False)
+    app = ViewerApp(ckpt=CONFORMANCE_CKPT, port=0, export_dir=tmp_path_factory.mktemp("exports"),
+                    read_dir=tmp_path_factory.getbasetemp(), verbose=False)  # tests type paths of their tmp files
     yield app
     app.stop()
 

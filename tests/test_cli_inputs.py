@@ -3,14 +3,18 @@ before any output is written; results with NaN/Inf are refused instead of writte
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from prior_helpers import DATA, OFFICIAL_CKPT, assert_one_line_error, run, small_random_prior
+from prior_helpers import DATA, DPOSER, OFFICIAL_CKPT, assert_one_line_error, run, small_random_prior
 
 CKPT = str(OFFICIAL_CKPT)
 FID = str(DATA / "pose_fid_statistics.npz")
@@ -19,6 +23,8 @@ FID = str(DATA / "pose_fid_statistics.npz")
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory) -> dict[str, Path]:
     """Tiny real input files and bad variants, by name."""
+    from bounded_load import npy_header
+
     folder = tmp_path_factory.mktemp("inputs")
     with np.load(DATA / "dposer_demo_poses.npz", allow_pickle=False) as f:
         poses = f["pose_body"][:4]
@@ -28,8 +34,19 @@ def inputs(tmp_path_factory) -> dict[str, Path]:
         split = {"train": f["train"][:64], "val": f["val"][:8]}
     with np.load(FID, allow_pickle=False) as f:
         fid = {k: f[k] for k in f.files}
+    def with_1e20(arrays: dict[str, np.ndarray], key: str, shape: tuple[int, ...] | None = None) -> dict:
+        value = np.zeros(shape) if shape else arrays[key].copy()
+        value.flat[0] = 1e20  # finite: float32 holds it, the solvers overflow on it
+        return arrays | {key: value}
+
     files = {
         "poses": {"pose_body": poses},
+        "poses_1e20": with_1e20({"pose_body": poses}, "pose_body"),
+        "clip_1e20_pose_body": with_1e20(clip, "pose_body"),
+        "clip_1e20_root_orient": with_1e20(clip, "root_orient"),
+        "clip_1e20_trans": with_1e20(clip, "trans", (12, 3)),
+        "clip_1e20_betas": with_1e20(clip, "betas", (16,)),
+        "joints_1e20": with_1e20({}, "joints", (12, 22, 3)),
         "poses_timedelta": {"pose_body": poses.astype("timedelta64[s]")},
         "poses_1e300": {"pose_body": np.full((4, 63), 1e300)},  # finite in float64, Inf in float32
         "clip": clip,
@@ -42,6 +59,16 @@ def inputs(tmp_path_factory) -> dict[str, Path]:
     for name, arrays in files.items():
         paths[name] = folder / f"{name}.npz"
         np.savez(paths[name], **arrays)
+    # Headers that declare 2^40 values (4 TiB) in members of 16 bytes: refused from the header, never allocated.
+    forged = {
+        "poses_forged": ("pose_body", (2**40 // 63, 63)),
+        "joints_forged": ("joints", (2**40 // 66, 22, 3)),
+        "keypoints_forged": ("keypoints", (2**40 // 69, 23, 3)),
+    }
+    for name, (key, shape) in forged.items():
+        paths[name] = folder / f"{name}.npz"
+        with zipfile.ZipFile(paths[name], "w") as z:
+            z.writestr(f"{key}.npy", npy_header(shape) + bytes(16))
     paths["a_file"] = folder / "a_file"
     paths["a_file"].write_text("not a folder\n")
     return paths
@@ -114,8 +141,56 @@ CASES = {
                                    ["--out", "--metrics", "same file"]),
     "denoise timedelta clip": (["denoise", "--clip", "{clip_timedelta}"], ["clip_timedelta.npz", "timedelta64"]),
     "denoise 1e300 clip": (["denoise", "--clip", "{clip_1e300}"], ["clip_1e300.npz", "float32"]),
+    # finite but far out of range: refused when read, not blamed on the checkpoint after the run
+    "complete 1e20 pose_body": (["complete", "--poses", "{poses_1e20}", "--part", "left_arm"],
+                                ["poses_1e20.npz: 'pose_body' holds values up to 1e+20 (axis-angles must be within "
+                                 "±100 rad)"]),
+    "denoise 1e20 pose_body": (["denoise", "--clip", "{clip_1e20_pose_body}"],
+                               ["clip_1e20_pose_body.npz: 'pose_body' holds values up to 1e+20", "±100 rad"]),
+    "denoise 1e20 root_orient": (["denoise", "--clip", "{clip_1e20_root_orient}"],
+                                 ["clip_1e20_root_orient.npz: 'root_orient' holds values up to 1e+20", "±100 rad"]),
+    "denoise 1e20 trans": (["denoise", "--clip", "{clip_1e20_trans}"],
+                           ["clip_1e20_trans.npz: 'trans' holds values up to 1e+20 (positions must be within "
+                            "±10000 m)"]),
+    "denoise 1e20 betas": (["denoise", "--clip", "{clip_1e20_betas}"],
+                           ["clip_1e20_betas.npz: 'betas' holds values up to 1e+20", "±1000"]),
+    "denoise 1e20 joints": (["denoise", "--joints", "{joints_1e20}"],
+                            ["joints_1e20.npz: 'joints' holds values up to 1e+20", "±10000 m"]),
+    # headers that declare more than the file holds
+    "complete forged 2^40 poses": (["complete", "--poses", "{poses_forged}", "--part", "legs"],
+                                   ["poses_forged.npz", f"'pose_body' declares shape ({2**40 // 63}, 63)",
+                                    "holds 16 bytes"]),
+    "denoise forged 2^40 clip": (["denoise", "--clip", "{poses_forged}"],
+                                 ["poses_forged.npz", f"'pose_body' declares shape ({2**40 // 63}, 63)",
+                                  "holds 16 bytes"]),
+    "denoise forged 2^40 joints": (["denoise", "--joints", "{joints_forged}"],
+                                   ["joints_forged.npz", f"'joints' declares shape ({2**40 // 66}, 22, 3)",
+                                    "holds 16 bytes"]),
+    "fit forged 2^40 keypoints": (["fit", "--keypoints", "{keypoints_forged}", "--prior", "none"],
+                                  ["keypoints_forged.npz", f"'keypoints' declares shape ({2**40 // 69}, 23, 3)",
+                                   "holds 16 bytes"]),
+    # output paths that cannot be written, refused before the run
+    "generate --out name too long": (["generate", "--steps", 2, "--out", "{tmp}/" + "a" * 300 + ".npz"],
+                                     ["--out cannot be written (File name too long)"]),
+    "complete --out temporary name too long": (["complete", "--poses", "{poses}", "--part", "legs",
+                                                "--out", "{out}/" + "b" * 245 + ".npz"],
+                                               ["--out", "263 bytes with the temporary file's suffix", "255"]),
+    "denoise --out folder name too long": (["denoise", "--clip", "{clip}", "--out", "{out}/" + "c" * 300 + "/d.npz"],
+                                           ["--out", "a folder name of 300 bytes is over the limit of 255"]),
+    "generate --out unwritable": (["generate", "--steps", 2, "--out", "/proc/dposer-test.npz"],
+                                  ["/proc/dposer-test.npz: --out cannot be written"]),
+    # ~user that does not exist, in outputs and inputs
+    "generate --out ~nosuchuser": (["generate", "--steps", 2, "--out", "~nosuchuser/x.npz"],
+                                   ["error: ~nosuchuser/x.npz: no such user"]),
+    "denoise --metrics ~nosuchuser": (["denoise", "--clip", "{clip}", "--metrics", "~nosuchuser/m.json"],
+                                      ["error: ~nosuchuser/m.json: no such user"]),
+    "complete --poses ~nosuchuser": (["complete", "--poses", "~nosuchuser/p.npz", "--part", "legs"],
+                                     ["error: ~nosuchuser/p.npz: no such user"]),
+    "generate --body-model ~nosuchuser": (["generate", "--steps", 2, "--body-model", "~nosuchuser/SMPLX_NEUTRAL.npz"],
+                                          ["error: ~nosuchuser/SMPLX_NEUTRAL.npz: no such user"]),
 }
-OUT_NAME = {"generate": "result.npz", "complete": "result.npz", "denoise": "result.npz", "eval": "eval.json"}
+OUT_NAME = {"generate": "result.npz", "complete": "result.npz", "denoise": "result.npz", "eval": "eval.json",
+            "fit": "result.npz"}
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -204,3 +279,78 @@ def test_denoise_writes_out_and_metrics_together(tmp_path, inputs):
     with np.load(out, allow_pickle=False) as f:
         assert f["poses"].shape == (12, 165) and np.isfinite(f["poses"]).all()
     assert "mpjpe_out_mm" in metrics.read_text()
+
+
+# -- faults after the checks: a write that fails, a kill ---------------------------------------------
+
+
+def _cli_with(patch: str, *args, cwd: Path) -> subprocess.CompletedProcess:
+    """``dposer args`` run by ``prior.cli.main`` in a fresh Python after ``patch`` (Python code, with
+    ``os``, ``signal``, ``sys``, ``tempfile`` and ``np`` imported): a fault placed inside the real command."""
+    script = f"import os, signal, sys, tempfile\nimport numpy as np\n{patch}\n"
+    script += "from prior.cli import main\nmain(sys.argv[1:])"
+    return subprocess.run([sys.executable, "-c", script, *map(str, args)], capture_output=True, text=True,
+                          timeout=300, cwd=cwd)
+
+
+def _lines(stderr: str) -> list[str]:
+    return [line for line in stderr.replace("\r", "\n").splitlines() if line.strip()]
+
+
+def test_an_unwritable_folder_is_refused_before_any_work(tmp_path):
+    """What a non-root user meets in a read-only folder (root passes permission bits, so the refusal
+    is put where the check creates its probe)."""
+    refuse = "def refuse(*a, **k):\n    raise PermissionError(13, 'Permission denied')\n"
+    patch = refuse + "tempfile.mkstemp = tempfile.mkdtemp = refuse"
+    for out in (tmp_path / "x.npz", tmp_path / "new" / "x.npz"):
+        proc = _cli_with(patch, "generate", "--ckpt", CKPT, "--out", out, cwd=tmp_path)
+        assert proc.returncode == 2, proc.stderr
+        assert _lines(proc.stderr) == [f"dposer: error: {out}: --out cannot be written (Permission denied)"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_write_that_fails_is_one_line_and_leaves_nothing(tmp_path):
+    out = tmp_path / "x.npz"
+    patch = ("def full(f, **arrays):\n    f.write(b'half a file')\n    raise OSError(28, 'No space left on device')\n"
+             "np.savez = full")
+    proc = _cli_with(patch, "generate", "--ckpt", CKPT, "--num", 2, "--steps", 2, "--out", out, cwd=tmp_path)
+    assert_error_after_progress(proc)
+    assert _lines(proc.stderr)[-1] == f"dposer: error: {out}: No space left on device"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_sigterm_during_a_run_exits_cleanly(tmp_path):
+    """SIGTERM (kill, timeout, a scheduler) unwinds like Ctrl-C: one line, exit 143, nothing left."""
+    out = tmp_path / "x.npz"
+    proc = subprocess.Popen([DPOSER, "generate", "--ckpt", CKPT, "--num", "2000", "--steps", "1000", "--out", out],
+                            stderr=subprocess.PIPE, cwd=tmp_path)
+    seen = b""
+    while b"generate" not in seen:  # the progress bar: the prior is loaded and sampling
+        chunk = os.read(proc.stderr.fileno(), 256)
+        assert chunk, f"dposer ended before sampling: {seen.decode()}"
+        seen += chunk
+    proc.send_signal(signal.SIGTERM)
+    _, rest = proc.communicate(timeout=120)
+    stderr = (seen + rest).decode()
+    assert proc.returncode == 128 + signal.SIGTERM, stderr
+    assert "Traceback" not in stderr and _lines(stderr)[-1] == "dposer: terminated", stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_sigterm_while_writing_removes_the_temporary_file(tmp_path):
+    """The signal is sent from inside the write (np.savez, with the temporary file half written): the
+    temporary file is removed and the target never appears."""
+    out = tmp_path / "x.npz"
+    patch = ("real = np.savez\n"
+             "def killed_while_writing(f, **arrays):\n"
+             "    f.write(b'half a file'); f.flush()\n"
+             "    print(*sorted(os.listdir(os.path.dirname(sys.argv[-1]))), flush=True)\n"
+             "    os.kill(os.getpid(), signal.SIGTERM)\n"
+             "    real(f, **arrays)\n"
+             "np.savez = killed_while_writing")
+    proc = _cli_with(patch, "generate", "--ckpt", CKPT, "--num", 2, "--steps", 2, "--out", out, cwd=tmp_path)
+    temporary = proc.stdout.split()
+    assert len(temporary) == 1 and temporary[0].startswith(".x.npz.") and temporary[0].endswith(".tmp"), proc.stdout
+    assert proc.returncode == 128 + signal.SIGTERM, proc.stderr
+    assert "Traceback" not in proc.stderr and _lines(proc.stderr)[-1] == "dposer: terminated", proc.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import subprocess
@@ -15,6 +16,8 @@ import pytest
 import prior.files
 from prior.errors import InputError
 from prior.files import atomic_write, checked_file, open_npz, save_npz, write_text_atomic
+
+from prior_helpers import DATA
 
 REPO = Path(__file__).resolve().parents[1]
 PROBE = """
@@ -170,20 +173,26 @@ def test_open_npz_refuses_pickles_and_archives_that_unpack_too_far(tmp_path: Pat
         (np.zeros((2, 63), "timedelta64[s]"), "timedelta64"),  # a subtype of np.signedinteger
         (np.full((2, 63), 1e300), "do not fit float32"),  # finite in float64, Inf once cast
         (np.full((2, 63), -4e38), "do not fit float32"),
+        (np.full((2, 63), 1e20), "holds values up to 1e+20 (axis-angles must be within ±100 rad)"),  # finite
+        (np.full((2, 63), -101.0), "holds values up to 101 (axis-angles must be within ±100 rad)"),
     ],
-    ids=["timedelta", "1e300", "-4e38"],
+    ids=["timedelta", "1e300", "-4e38", "1e20", "-101"],
 )
 def test_checked_floats_refuses_what_is_not_a_finite_float32(value, fragment) -> None:
     with pytest.raises(InputError, match="'pose_body'") as err:
-        prior.files.checked_floats(value, "pose_body", Path("in.npz"), 63)
+        prior.files.checked_floats(value, "pose_body", Path("in.npz"), 63, bound=prior.files.ANGLES)
     assert fragment in str(err.value) and str(err.value).startswith("in.npz: ")
 
 
 def test_checked_floats_takes_real_numbers_as_float32() -> None:
+    anything = prior.files.Bound(math.inf, "numbers")
     for value in (np.ones((2, 63), np.float16), np.ones((2, 63), np.int64), np.ones((2, 63), np.uint8),
                   np.full((2, 63), 3e38), np.ones((2, 21, 3), np.float64)):
-        out = prior.files.checked_floats(value, "pose_body", Path("in.npz"), 63)
+        out = prior.files.checked_floats(value, "pose_body", Path("in.npz"), 63, bound=anything)
         assert out.dtype == np.float32 and out.shape == (2, 63) and np.isfinite(out).all()
+    edge = np.full((2, 63), 100.0)
+    edge[0, 0] = -100.0
+    assert prior.files.checked_floats(edge, "pose_body", Path("in.npz"), 63, bound=prior.files.ANGLES).min() == -100
 
 
 # ---- npz reads are bounded by what the members hold, checked before numpy allocates -------------------
@@ -285,3 +294,149 @@ def test_frame_rates_outside_1_to_1000_fps_are_refused(tmp_path: Path) -> None:
         assert (archive.number("a"), archive.number("b")) == (1.0, 1000.0)
         with pytest.raises(InputError, match=r"'many' is not a number \(shape \(1000000,\), dtype float64\)"):
             archive.number("many")
+
+
+# ---- values no real data holds, refused by the readers the CLI and the viewer share ------------------
+
+
+def test_the_shared_readers_refuse_huge_finite_values_by_name(tmp_path: Path) -> None:
+    from prior.data import load_joints, load_motion, load_poses
+
+    with np.load(prior.files.asset_path("gesture_clip.npz"), allow_pickle=False) as f:
+        clip = {k: f[k] for k in f.files}
+    cases = {  # file -> (arrays, the error after "<file>: ")
+        "pose_body": ({"pose_body": np.full((3, 63), 1e20)}, "'pose_body' holds values up to 1e+20 (axis-angles "
+                      "must be within ±100 rad)"),
+        "amass": (clip | {"poses": np.full((3, 165), -1e20)}, "'poses' holds values up to 1e+20 (axis-angles must "
+                  "be within ±100 rad)"),
+        "trans": (clip | {"trans": np.full((len(clip["pose_body"]), 3), 2e4)}, "'trans' holds values up to 2e+04 "
+                  "(positions must be within ±10000 m)"),
+        "joints": ({"joints": np.where(np.arange(66).reshape(1, 22, 3) == 5, 1e20, np.nan)},
+                   "'joints' holds values up to 1e+20 (positions must be within ±10000 m)"),
+    }
+    for name, (arrays, problem) in cases.items():
+        path = save_npz(tmp_path / f"{name}.npz", arrays)
+        with pytest.raises(InputError) as err:
+            load_motion(path)  # the viewer's reader: load_clip or load_joints
+        assert str(err.value) == f"{path}: {problem}"
+    with pytest.raises(InputError, match=r"pose_body.npz: 'pose_body' holds values up to 1e\+20"):
+        load_poses(tmp_path / "pose_body.npz")
+    with pytest.raises(InputError, match=r"'trans' holds values up to 1e\+20"):
+        load_joints(save_npz(tmp_path / "j.npz", {"joints": np.zeros((2, 22, 3)), "trans": np.full((2, 3), 1e20)}))
+
+
+def test_real_data_is_well_inside_the_bounds() -> None:
+    """The bounds are far from real data: AMASS train poses reach 6.3 rad, a whole-body set's root 9.5."""
+    from prior.data import load_clip, load_poses
+
+    assert 6 < np.abs(load_poses(DATA / "amass_body_poses.npz", key="train")).max() < prior.files.ANGLES.limit / 10
+    whole_body = load_clip(DATA / "wholebody_poses.npz")
+    assert 9 < np.abs(whole_body.root_orient).max() < prior.files.ANGLES.limit / 10
+
+
+# ---- user paths ---------------------------------------------------------------------------------------
+
+
+def test_an_unknown_user_in_a_path_is_one_line() -> None:
+    import pwd
+
+    from prior.body import load_body_model
+
+    with pytest.raises(KeyError):
+        pwd.getpwnam("nosuchuser")
+    with pytest.raises(InputError) as err:
+        prior.files.user_path("~nosuchuser/x.npz")
+    assert str(err.value) == "~nosuchuser/x.npz: no such user"
+    assert prior.files.user_path("~/x.npz") == Path.home() / "x.npz"
+    with pytest.raises(InputError) as err:
+        load_body_model("~nosuchuser/SMPLX_NEUTRAL.npz")
+    assert str(err.value) == "~nosuchuser/SMPLX_NEUTRAL.npz: no such user"
+
+
+# ---- output paths -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [
+        ("a" * 300 + ".npz", "--out cannot be written (File name too long)"),
+        ("b" * 245 + ".npz", "--out cannot be written: the file name is 263 bytes with the temporary file's suffix, "
+                             "over the folder's limit of 255"),
+        ("new/" + "b" * 245 + ".npz", "--out cannot be written: the file name is 263 bytes with the temporary "
+                                      "file's suffix, over the folder's limit of 255"),
+        ("new/" + "c" * 300 + "/x.npz", "--out cannot be written: a folder name of 300 bytes is over the limit of 255"),
+    ],
+    ids=["name", "temporary name", "temporary name in a new folder", "new folder"],
+)
+def test_check_writable_refuses_names_over_the_folders_limit(tmp_path: Path, name: str, problem: str) -> None:
+    from prior.outputs import check_writable
+
+    if os.pathconf(tmp_path, "PC_NAME_MAX") != 255:
+        pytest.skip("the messages assume the usual 255-byte name limit")
+    with pytest.raises(InputError) as err:
+        check_writable(tmp_path / name, "--out")
+    assert str(err.value) == f"{tmp_path / name}: {problem}"
+    longest = tmp_path / "new" / ("d" * 237 + ".npz")  # its temporary file's name is 255 bytes: allowed
+    assert check_writable(longest, "--out") == longest and save_npz(longest, {"x": np.zeros(1)}).is_file()
+    assert sorted(p.name for p in longest.parent.iterdir()) == [longest.name]
+
+
+def test_check_writable_refuses_a_folder_it_cannot_create_files_in(tmp_path: Path, monkeypatch) -> None:
+    """A read-only folder for a user who is not root (root passes permission bits, so the refusal is
+    simulated where the check creates its probe); /proc refuses even root."""
+    import tempfile
+
+    from prior.outputs import check_writable
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(tempfile, "mkstemp", refuse)
+        patched.setattr(tempfile, "mkdtemp", refuse)
+        for path in (tmp_path / "x.npz", tmp_path / "new" / "x.npz"):
+            with pytest.raises(InputError) as err:
+                check_writable(path, "--out")
+            assert str(err.value) == f"{path}: --out cannot be written (Permission denied)"
+    if Path("/proc/self").exists():
+        with pytest.raises(InputError, match=r"^/proc/x.npz: --out cannot be written \("):
+            check_writable("/proc/x.npz", "--out")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_atomic_write_names_the_target(tmp_path: Path, full_disk) -> None:
+    """A failed write() names no file and a failed mkstemp the temporary one; the error names the target."""
+    path = tmp_path / "out.npz"
+    with pytest.raises(OSError) as err:
+        save_npz(path, {"x": np.arange(1000.0)})
+    assert (err.value.errno, err.value.filename) == (28, str(path))
+    assert list(tmp_path.iterdir()) == []
+
+
+# ---- size limits come before any read -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("call", "name", "limit_mib"),
+    [
+        ("load_prior(path, device='cpu')", "big.pth", 2048),
+        ("load_prior(path, device='cpu')", "big.safetensors", 2048),
+        ("load_body_model(path)", "SMPLX_NEUTRAL.npz", 2048),
+        ("load_body_model(path.rpartition('/')[0])", "SMPLX_NEUTRAL.npz", 2048),  # a folder holding it
+        ("load_body_model(path, allow_pickle=True)", "SMPLX_NEUTRAL.pkl", 2048),
+        ("load_motion(path)", "clip.npz", 1024),
+    ],
+    ids=["pth", "safetensors", "body npz", "body folder", "body pkl", "clip"],
+)
+def test_oversized_files_are_refused_before_they_are_read(tmp_path: Path, call: str, name: str, limit_mib: int):
+    """A 3 GiB file (sparse: nothing is written to disk) is refused from its size, in a process
+    whose memory barely grows."""
+    from bounded_load import bounded_load
+
+    path = tmp_path / name
+    with path.open("wb") as f:
+        f.write(b"PK\x03\x04")  # what a torch file or an .npz starts with
+        f.truncate(3 * 2**30)
+    result = bounded_load(call, path)
+    assert result["outcome"] == f"InputError: {path}: file is 3072 MiB, over the {limit_mib} MiB limit", result
+    assert result["grew"] < 32 * 2**20, result

@@ -20,6 +20,7 @@ pytest_plugins = ["task_fixtures"]  # body, official, trained, one_thread
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 R_WRIST, L_ANKLE, PELVIS = 21, 7, 0  # SMPL-X joints
+SPINE3, NECK, HEAD = 9, 12, 15
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +82,48 @@ def test_the_prior_keeps_dragged_poses_plausible(trained, body, val_poses):
     assert np.mean(with_prior) < np.mean(without) - 0.1, (with_prior, without)
     assert sum(a < b for a, b in zip(with_prior, without)) >= 5
     assert max(leg_change) < 0.2, leg_change  # joints far from the dragged wrist barely move
+
+
+def drag(prior, body, pose, joint, offset, **kw):
+    """Drag ``joint`` by ``offset`` (metres) in five warm-started solves, as the viewer follows a mouse."""
+    start = joints_of(body, pose)[joint]
+    for k in range(1, 6):
+        res = inverse_kinematics(prior, body, pose, {joint: start + offset * k / 5}, **kw)
+        pose = res.pose_body
+    return res
+
+
+def test_pinned_joints_keep_their_place_and_turn_while_a_wrist_is_dragged(trained, body, val_poses):
+    """Pins on spine3, neck and head: dragging a wrist moves them by less than a millimetre and turns
+    them by less than 0.1 degree, and the wrist still reaches its target; without the pins the same
+    drag bends the spine by centimetres."""
+    pins = [SPINE3, NECK, HEAD]
+    for pose, offset in zip(val_poses[:3], ([0.1, 0.12, -0.05], [-0.08, 0.1, 0.1], [0.1, 0.0, 0.1])):
+        offset = torch.tensor(offset)
+        rot0, pos0 = (x[0] for x in body.skeleton(pose[None]))
+        free = drag(trained, body, pose, R_WRIST, offset)
+        assert (free.joints[pins] - pos0[pins]).norm(dim=-1).max() > 0.01, "the drag did not test the pins"
+        res = drag(trained, body, pose, R_WRIST, offset, pinned=pins)
+        assert res.residual_m < 1e-3
+        rot, pos = (x[0] for x in body.skeleton(res.pose_body[None]))
+        assert (pos[pins] - pos0[pins]).norm(dim=-1).max() < 1e-3
+        turn = (rot[pins].transpose(-1, -2) @ rot0[pins] - torch.eye(3)).abs().max()
+        assert turn < np.radians(0.1), float(turn)
+        assert res.pin_drift_m < 1e-3
+
+
+def test_a_target_out_of_reach_moves_no_pin(trained, body, val_poses):
+    pose = val_poses[3]
+    pins = [SPINE3, NECK, HEAD]
+    start = joints_of(body, pose)
+    res = inverse_kinematics(trained, body, pose, {R_WRIST: start[R_WRIST] + torch.tensor([0.0, 0.0, 1.5])},
+                             pinned=pins)
+    assert res.residual_m > 0.3  # the arm alone cannot reach 1.5 m forward
+    assert (res.joints[pins] - start[pins]).norm(dim=-1).max() < 1e-3 and res.pin_drift_m < 1e-3
+    with pytest.raises(ValueError, match="both pinned and targeted"):
+        inverse_kinematics(trained, body, pose, {HEAD: start[HEAD]}, pinned=pins)
+    with pytest.raises(ValueError, match="pinned joints must be"):
+        inverse_kinematics(trained, body, pose, {R_WRIST: start[R_WRIST]}, pinned=[22])
 
 
 def test_free_root_moves_the_pelvis(official, body, val_poses):

@@ -323,6 +323,8 @@ NAN_PERSON = body25_flat()
 NAN_PERSON[4] = float("nan")
 NEGATIVE = body25_flat()
 NEGATIVE[5] = -0.2
+HUGE = body25_flat()
+HUGE[3] = 1e20  # finite, but no photo is that wide: the fit's error would be inf
 BAD_FLAGS = coco_annotation(np.full(23, 2.0), feet=False)
 BAD_FLAGS["keypoints"][2] = 3
 
@@ -332,6 +334,7 @@ ERRORS = {
                    "has 74 numbers, expected a flat list of 75 numbers (BODY_25) or 54"),
     "nan": (json.dumps({"people": [{"pose_keypoints_2d": NAN_PERSON}]}), "NaN or Infinity"),
     "negative": (json.dumps({"people": [{"pose_keypoints_2d": NEGATIVE}]}), "negative confidence"),
+    "huge": (json.dumps({"people": [{"pose_keypoints_2d": HUGE}]}), "holds values up to 1e+20 (pixel coordinates"),
     "text_numbers": (json.dumps({"people": [{"pose_keypoints_2d": ["1"] * 75}]}), "holds text, expected numbers"),
     "no_people": (json.dumps({"version": 1.3, "people": []}), "no person"),
     "all_unseen": (json.dumps({"people": [{"pose_keypoints_2d": [0.0] * 75}]}), "1 person but no seen point"),

@@ -112,9 +112,9 @@ def test_generate_streams_then_scrubs_the_trajectory(viewer_tab):
     wait_until(lambda: gen.played_t_max is not None, timeout=30, what="playback to start")
     wait_until(lambda: gen.t_shown == 0.0 and not gen.player.playing, timeout=30, what="playback end")
     assert gen.played_t_max > 0.9, "playback starts from the noise end (t ~ 1)"
-    # Take sample 2 as the pose to work on.
-    set_gui_number(page, "Sample to edit", 2)
-    wait_until(lambda: gen.pick.value == 2, what="the sample choice")
+    # Take sample #1 (0-based, as labelled) as the pose to work on.
+    set_gui_number(page, "Sample to edit", 1)
+    wait_until(lambda: gen.pick.value == 1, what="the sample choice")
     click(page.get_by_role("button", name="Edit this sample"))
     wait_until(lambda: session.stage == "pose" and np.allclose(session.pose, gen.trajectory[-1, 1]), what="the pose")
     assert session.active_panel is session.panels["edit"], "the chosen sample opens in the Edit panel"
@@ -393,11 +393,11 @@ def test_switch_body_model_from_the_ui_and_back(viewer_tab, tmp_path):
 
 
 def test_console_script_starts_without_a_prior_and_says_so(chromium, tmp_path):
-    """The installed `dposer-view` with a checkpoint that does not exist: it starts, draws the
-    body, and tells the user no prior is loaded (no crash)."""
+    """The installed `dposer-view` with a checkpoint and a body model that do not exist: it
+    starts, draws the mannequin, and tells the user, in the tab and in the terminal (no crash)."""
     from browser import VIEWPORT, ViewerProcess, open_panel
 
-    viewer = ViewerProcess("--ckpt", str(tmp_path / "missing.pth"))
+    viewer = ViewerProcess("--ckpt", str(tmp_path / "missing.pth"), "--body-model", str(tmp_path / "nobody.npz"))
     try:
         assert viewer.url.startswith("http://127.0.0.1:")
         page = chromium.new_page(viewport=VIEWPORT)
@@ -415,3 +415,6 @@ def test_console_script_starts_without_a_prior_and_says_so(chromium, tmp_path):
         page.close()
     finally:
         viewer.stop()
+    log = viewer.log()
+    assert f"dposer-view: {tmp_path / 'missing.pth'}: no such file" in log, log
+    assert f"dposer-view: {tmp_path / 'nobody.npz'}: " in log and "(showing the mannequin instead)" in log, log

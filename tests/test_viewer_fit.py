@@ -49,7 +49,8 @@ def viewer_app(tmp_path_factory):
     """The viewer with the shipped prior (overrides conftest's, whose checkpoint is random weights)."""
     from viewer.app import ViewerApp
 
-    app = ViewerApp(ckpt=None, port=0, export_dir=tmp_path_factory.mktemp("exports"), verbose=False)
+    app = ViewerApp(ckpt=None, port=0, export_dir=tmp_path_factory.mktemp("exports"),
+                    read_dir=tmp_path_factory.getbasetemp(), verbose=False)  # the tests type paths of their tmp files
     yield app
     app.stop()
 

@@ -255,6 +255,60 @@ def test_save_writes_only_into_the_export_folder(viewer_tab, tmp_path):
     assert sorted(p.name for p in folder.iterdir()) == ["my pose.npz"], "only the file itself (no temporary files)"
 
 
+def test_typed_paths_are_read_only_inside_the_read_folder(viewer_tab, tmp_path):
+    """A page typed any server path into "Load path" (with --host 0.0.0.0 the page may be anyone's):
+    typed paths now resolve in the app's read folder, and a path outside it is refused by name."""
+    import os
+
+    from browser import click, gui_row
+
+    page, session = viewer_tab
+    root = session.app.read_folder.root
+    outside = tmp_path.parent.parent.parent  # above the test run's temporary folder
+    escape = tmp_path / "escape"
+    os.symlink("/etc", escape)  # a link inside the folder that leads out of it
+    open_panel(page, "Model")
+    box = gui_row(page, "Path").locator("input").first  # the last "Path": the body model's
+    for typed in (str(outside / "model.npz"), "../../../../x.npz", f"{escape}/passwd.npz", "~nosuchuser/x.npz"):
+        session.notifications.clear()
+        box.fill(typed)
+        box.press("Enter")
+        wait_until(lambda: session.panels["model"].body_path.value == typed, what="the path on the server")
+        click(page.get_by_role("button", name="Load body model"))
+        wait_until(lambda: any(t == "Cannot load" for t, _ in session.notifications), timeout=30,
+                   what=lambda: f"the refusal of {typed!r} (notifications {session.notifications})")
+        message = next(b for t, b in session.notifications if t == "Cannot load")
+        assert ("outside the folder the viewer reads from" in message and str(root) in message) or (
+            typed.startswith("~") and message == "~nosuchuser/x.npz: no such user"), message
+    page.get_by_text("outside the folder the viewer reads from", exact=False).first.wait_for(timeout=30_000)
+    # Inside the folder, a relative path resolves there and the message names the file in full.
+    (tmp_path / "junk.npz").write_bytes(b"not a body model")
+    typed = str((tmp_path / "junk.npz").relative_to(root))
+    session.notifications.clear()
+    box.fill(typed)
+    box.press("Enter")
+    wait_until(lambda: session.panels["model"].body_path.value == typed, what="the path on the server")
+    click(page.get_by_role("button", name="Load body model"))
+    wait_until(lambda: any(t == "Cannot load body model" for t, _ in session.notifications), timeout=60,
+               what=lambda: f"the load's answer (notifications {session.notifications})")
+    message = next(b for t, b in session.notifications if t == "Cannot load body model")
+    assert message.startswith(str(tmp_path / "junk.npz")), message
+
+
+def test_a_read_folder_resolves_typed_paths(tmp_path):
+    from prior.errors import InputError
+    from viewer.paths import ReadFolder
+
+    (tmp_path / "in").mkdir()
+    folder = ReadFolder.at(tmp_path / "in")
+    assert folder.resolve("a/b.npz") == tmp_path / "in" / "a" / "b.npz"
+    assert folder.resolve(str(tmp_path / "in" / "c.npz")) == tmp_path / "in" / "c.npz"
+    for typed in ("../x.npz", str(tmp_path / "x.npz"), "~/x.npz", "", "~nosuchuser/x"):
+        with pytest.raises(InputError):
+            folder.resolve(typed)
+    assert ReadFolder.at(tmp_path / "in", anywhere=True).resolve("../x.npz") == tmp_path / "x.npz"
+
+
 def test_a_closed_tab_frees_its_session(chromium, viewer_app):
     """A tab's state (its clip, bodies, GUI callbacks) is a web of references: once freed only
     whenever the collector happened to run, and the last tab's never (the worker kept its last

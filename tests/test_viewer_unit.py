@@ -12,6 +12,7 @@ import torch
 
 from prior.body import load_body_model
 from prior.errors import Cancelled, InputError
+from prior.progress import Progress
 from prior.rotations import axis_angle_to_matrix, matrix_to_wxyz_np, wxyz_to_matrix_np
 from viewer.history import History
 from viewer.pacer import Pacer
@@ -19,6 +20,8 @@ from viewer.panels.complete import part_of_joint
 from viewer.panels.edit import local_rotation
 from viewer.rig import BodyRig
 from viewer.worker import Job, PriorWorker
+
+from browser import wait_until
 
 
 @pytest.fixture(scope="module")
@@ -184,6 +187,64 @@ def test_worker_cancels_the_older_job_of_the_same_kind():
     assert results[2].startswith("broken failed: ZeroDivisionError") and results[3] == "x.npz: bad"
 
 
+def _stepping_job(steps: int, log: list[str], name: str, busy: list[int], *, step_s: float = 0.004):
+    """A job that computes ``steps`` model steps, looking at its cancel flag after each and
+    reporting every tenth (as the prior's tasks do)."""
+    def run(ctx):
+        for k in range(steps):
+            busy.append(1)
+            assert len(busy) == 1, "two jobs computed at the same time"
+            time.sleep(step_s)
+            log.append(name)
+            busy.pop()
+            if k % 10 == 9:
+                ctx.report(Progress(name, k + 1, steps, 0.0, torch.zeros(1, 63)))
+            ctx.cancel.is_set()  # as the prior's tasks do once per step
+        return name
+    return run
+
+
+def test_a_tabs_short_job_runs_between_the_steps_of_another_tabs_long_one():
+    """One tab's long generation no longer makes another tab's Complete wait for its end: lanes
+    take turns at every step, and never compute at the same time."""
+    worker = PriorWorker(resources=None)
+    log: list[str] = []
+    busy: list[int] = []
+    done: dict[str, int] = {}
+    tab_a, tab_b = object(), object()
+    worker.submit(Job("generate", tab_a, _stepping_job(300, log, "generate", busy),
+                      on_done=lambda r: done.setdefault("generate", len(log))))
+    wait_until(lambda: len(log) >= 20, what="the long job under way")
+    asked = len(log)
+    worker.submit(Job("complete", tab_b, _stepping_job(5, log, "complete", busy),
+                      on_done=lambda r: done.setdefault("complete", len(log))))
+    assert worker.job_of(tab_b) is not None and worker.job_of(tab_a).kind == "generate"
+    assert worker.wait_idle(30)
+    worker.stop()
+    first = log.index("complete")
+    assert first - asked <= 2, f"the short job waited {first - asked} steps of the long one"
+    assert done["complete"] < done["generate"] == 305  # it finished long before; the long one finished too
+    assert worker.job_of(tab_a) is None and worker.running == []
+
+
+def test_a_job_cancelled_while_waiting_for_its_turn_stops_at_once():
+    worker = PriorWorker(resources=None)
+    gate = threading.Event()
+    heard: list[str] = []
+    hold = worker.submit(Job("hold", object(), lambda ctx: gate.wait(10)))
+    wait_until(lambda: hold.started is not None, what="the other job computing")
+    tab = object()
+    job = worker.submit(Job("complete", tab, lambda ctx: "ran", on_done=heard.append,
+                            on_cancel=lambda: heard.append("cancelled")))
+    wait_until(lambda: worker.job_of(tab) is job and job.started is None, what="the job waiting")
+    worker.cancel(tab)
+    wait_until(lambda: heard, timeout=5, what="the cancel heard")
+    assert heard == ["cancelled"] and not gate.is_set()
+    gate.set()
+    assert worker.wait_idle(10)
+    worker.stop()
+
+
 def test_an_uploaded_checkpoint_replaced_before_it_loads_leaves_no_file_and_says_so(tmp_path):
     """A checkpoint upload whose load job was replaced before it ran left its temporary file (up
     to 512 MiB) and said nothing: the file now exists only while the job reads it."""
@@ -259,3 +320,27 @@ def test_exported_meshes_stand_where_they_are_shown(rig):
                            hand_pose=body.hand_mean[None] if body.has_hands else None).vertices[0].numpy()
     want = raw @ wxyz_to_matrix_np(np.array(turn)).T + np.array([1.0, 2.0, 3.0])
     np.testing.assert_allclose(verts[1], want, atol=1e-5)
+
+
+def test_the_contact_cue_darkens_under_a_foot_on_the_ground_and_goes_when_it_lifts(rig):
+    import viser
+
+    from viewer.body_handle import BodyHandle
+    from viewer.contact import DARKEST
+
+    server = viser.ViserServer(port=0, verbose=False)
+    try:
+        body = BodyHandle(server.scene, "/body", rig, position=(0.0, -rig.floor_y, 0.0), contact=True)
+        body.set_pose(rig.pose(np.zeros((1, 63), np.float32)))
+        assert body.contact.opacities == [DARKEST, DARKEST], "both feet stand on the grid"
+        raised = np.zeros((1, 63), np.float32)
+        raised[0, 0], raised[0, 9] = -1.2, 1.2  # the left hip flexed, the left knee bent: the foot lifts
+        body.set_pose(rig.pose(raised))
+        left, right = body.contact.opacities
+        assert left == 0.0 and right == DARKEST
+        lifted = rig.soles(rig.pose(raised))[0, 1] - rig.floor_y
+        assert lifted > 0.12, f"the left sole is {lifted:.3f} m up"
+        body.visible = False
+        assert body.contact.opacities == [0.0, 0.0]
+    finally:
+        server.stop()

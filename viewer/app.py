@@ -7,6 +7,7 @@ import re
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +19,11 @@ import tyro
 import viser
 
 from prior.errors import InputError
+from prior.files import user_path
 from prior.pose_prior import resolve_device
 
 from . import guard
+from .paths import ReadFolder
 from .resources import Resources, body_resource, prior_resource
 from .session import ARM_SPAN_M, ClientSession, framed_view
 from .uploads import MAX_BODY_MODEL_BYTES, MAX_CHECKPOINT_BYTES, upload_error, uploaded_to_file
@@ -51,9 +54,18 @@ class ViewerArgs:
     (anyone who can reach the port, including other users of this machine, gets in)."""
     export_dir: Path = Path("dposer-exports")
     """Folder the Save buttons write into (made when first used); the viewer writes nowhere else."""
+    read_dir: Path | None = None
+    """Folder that paths typed in the page are read from (default: the folder dposer-view starts
+    in); a typed path outside it is refused."""
+    read_anywhere: bool = False
+    """Let paths typed in the page name any file this user can read (keep it off with --host 0.0.0.0)."""
     threads: int = 1
     """CPU threads for torch. One keeps interactive jobs (small batches) fast and the page
     responsive on a busy CPU; more help large batches on an idle many-core machine."""
+
+
+KEEP_SECONDS = 30 * 60  # how long a closed tab's work waits for its browser to come back
+KEEP_TABS = 16  # closed tabs' work kept at most (the oldest goes first)
 
 
 class ViewerApp:
@@ -63,6 +75,10 @@ class ViewerApp:
     The body model loads before the server starts (bodies are drawn at once); the prior loads on
     the worker afterwards, so the URL is up in about a second and tabs show "loading" meanwhile.
     A missing or broken prior or body model never stops the app: it reports and carries on.
+
+    A tab that closes leaves its work (:meth:`ClientSession.keep`) for :data:`KEEP_SECONDS`, under
+    its browser's cookie (:func:`guard.browser_id`); the next tab that browser opens, a reload,
+    takes it back (:meth:`ClientSession.restore`). At most :data:`KEEP_TABS` are kept.
     """
 
     def __init__(
@@ -77,6 +93,8 @@ class ViewerApp:
         image: str | Path | None = None,
         threads: int | None = 1,
         export_dir: str | Path = "dposer-exports",
+        read_dir: str | Path | None = None,
+        read_anywhere: bool = False,
         token: str | None = "auto",
         verbose: bool = True,
     ) -> None:
@@ -96,8 +114,10 @@ class ViewerApp:
         self.resources = Resources(device=resolve_device(device), body=body, rig=rig, body_label=body_label)
         self.clip = Path(clip) if clip is not None else None
         self.image = Path(image) if image is not None else None
-        self.export_dir = Path(export_dir).expanduser().resolve()
+        self.export_dir = user_path(export_dir).resolve()
+        self.read_folder = ReadFolder.at(read_dir, anywhere=read_anywhere)
         self.sessions: dict[int, ClientSession] = {}
+        self._kept: dict[str, tuple[float, dict[str, Any]]] = {}  # browser id -> (time closed, its work)
         self._sessions_lock = threading.Lock()
         self.loading_prior = True
         self._last_status = 0.0
@@ -130,10 +150,22 @@ class ViewerApp:
         return f"http://{host}:{self.port}{query}"
 
     # -- sessions ------------------------------------------------------------------------------
+    def _browser_of(self, client: viser.ClientHandle) -> str | None:
+        connection = self.server._websock_server._live_connections.get(client.client_id)
+        return guard.browser_id(getattr(connection, "request", None))
+
     def _on_connect(self, client: viser.ClientHandle) -> None:
-        session = ClientSession(self, client)
+        browser = self._browser_of(client)
+        session = ClientSession(self, client, browser=browser)
         with self._sessions_lock:
+            live = {s.browser for s in self.sessions.values()}
             self.sessions[client.client_id] = session
+            now = time.monotonic()
+            self._kept = {b: kept for b, kept in self._kept.items() if now - kept[0] < KEEP_SECONDS}
+            kept = self._kept.pop(browser, None) if browser is not None and browser not in live else None
+        if kept is not None:
+            session.restore(kept[1])
+            return  # the tab's own work, not the command line's files
         for message in self.startup_errors:
             session.notify("Startup problem", message, error=True)
         if self.resources.prior is None and not self.loading_prior:
@@ -147,6 +179,11 @@ class ViewerApp:
         with self._sessions_lock:
             session = self.sessions.pop(client.client_id, None)
         if session is not None:
+            if session.browser is not None:
+                with self._sessions_lock:
+                    self._kept[session.browser] = (time.monotonic(), session.keep())
+                    while len(self._kept) > KEEP_TABS:
+                        self._kept.pop(min(self._kept, key=lambda b: self._kept[b][0]))
             session.close()
             del session
             # A tab's state is a web of references (GUI callbacks, panels, bodies) holding its
@@ -190,11 +227,11 @@ class ViewerApp:
             if upload is not None:
                 label = f"{name} ({prior.info.get('format', '?')})"
             self.resources.prior, self.resources.prior_label, self.resources.prior_error = prior, label, None
+            self.resources.changed_by["prior"] = None if requester is None else weakref.ref(requester)
             self.loading_prior = False
             self._on_worker_change()
             if requester is not None:
-                for session in self.all_sessions():
-                    session.notify("Prior loaded", label)
+                self._tell_all(requester, "Prior", label)
 
         def on_error(message: str) -> None:
             self.loading_prior = False
@@ -228,9 +265,10 @@ class ViewerApp:
                 label = f"{body.kind} ({name})"
             res = self.resources
             res.body, res.rig, res.body_label = body, rig, label
+            res.changed_by["body"] = None if requester is None else weakref.ref(requester)
             for session in self.all_sessions():
                 session.pacer.post("rebuild", session.rebuild_bodies)
-                session.notify("Body model loaded", label)
+            self._tell_all(requester, "Body model", label)
             self._on_worker_change()
 
         def on_error(message: str) -> None:
@@ -239,6 +277,15 @@ class ViewerApp:
 
         self.worker.submit(Job("load_body", self, lambda ctx: read(), on_done=on_done, on_error=on_error,
                                on_cancel=_replaced_notice(requester, "body model", name)))
+
+    def _tell_all(self, requester: ClientSession | None, what: str, label: str) -> None:
+        """Every tab uses the newly loaded prior or body: the tab that asked hears it loaded, the
+        others that another tab changed it (they share one model)."""
+        for session in self.all_sessions():
+            if session is requester:
+                session.notify(f"{what} loaded", label)
+            else:
+                session.notify(f"{what} changed in another tab", f"{label} is now used in every tab, this one too")
 
     def stop(self) -> None:
         guard.release_port(self.port)
@@ -290,10 +337,16 @@ def main(argv: list[str] | None = None) -> None:
     app = ViewerApp(
         ckpt=args.ckpt, body_model=args.body_model, device=args.device, host=args.host, port=args.port,
         clip=args.clip, image=args.image, threads=args.threads, export_dir=args.export_dir, token=args.token,
+        read_dir=args.read_dir, read_anywhere=args.read_anywhere,
         verbose=False,
     )
     sys.stdout.write(f"dposer-view running at {app.url}\n")  # one write: stderr lines cannot split it
     sys.stdout.flush()
+    for message in app.startup_errors:
+        print(f"dposer-view: {message}", file=sys.stderr, flush=True)
+    where = "any file" if app.read_folder.anywhere else f"files in {app.read_folder.root}"
+    print(f"dposer-view: paths typed in the page read {where}; Save writes into {app.export_dir}",
+          file=sys.stderr, flush=True)
     if args.host not in guard.LOOPBACK_NAMES:
         who = "anyone who can reach this machine" if app.token is None else "anyone given the address above"
         print(f"dposer-view: listening on {args.host}: {who} can use the viewer", file=sys.stderr, flush=True)

@@ -14,6 +14,7 @@ import numpy as np
 import viser
 
 from .bones import BONE_TOL, queue_write, write_bones
+from .contact import ContactCue
 from .rig import NUM_BONES, BodyRig, RigPose, SkinPiece
 from .widgets import SkeletonOverlay
 
@@ -40,6 +41,8 @@ class BodyHandle:
         labels: draw only the faces of these SMPL-X joints: their submeshes with ``split``, else
             one merged mesh (a hypothesis ghost of the completed limbs: one mesh to create and pose).
         on_click: called with the SMPL-X joint (0..21) whose submesh was clicked (split only).
+        contact: draw a contact cue under the feet (:class:`viewer.contact.ContactCue`), for a
+            body standing on the ground grid.
     """
 
     def __init__(
@@ -56,6 +59,7 @@ class BodyHandle:
         visible: bool = True,
         labels: set[int] | None = None,
         on_click: Callable[[int], None] | None = None,
+        contact: bool = False,
     ) -> None:
         self.name = name
         self._scene = scene
@@ -71,6 +75,7 @@ class BodyHandle:
         self._overlay: SkeletonOverlay | None = None
         self._overlay_parts = (False, False)  # (bones, joints) shown
         self.pose: RigPose | None = None
+        self.contact = ContactCue(scene, f"{name}_contact") if contact else None
 
     def set_rig(self, rig: BodyRig) -> None:
         """Draw this body with ``rig`` (another body model), in place, unposed.
@@ -133,6 +138,8 @@ class BodyHandle:
                 queue_write(functools.partial(write_bones, mesh, q[b], p[b], turned[b], moved[b]))
         if self._overlay is not None:
             self._overlay.update(pose.positions[0])
+        if self.contact is not None and self._root.visible:
+            self.contact.update(self.rig.soles(pose), self._root.position, self._root.wxyz)
         return sent
 
     @property
@@ -164,6 +171,11 @@ class BodyHandle:
     @visible.setter
     def visible(self, value: bool) -> None:
         self._root.visible = value
+        if self.contact is not None:
+            if not value:
+                self.contact.hide()
+            elif self.pose is not None:
+                self.contact.update(self.rig.soles(self.pose), self._root.position, self._root.wxyz)
 
     def set_joint_colors(self, colors: dict[int, Color]) -> None:
         """Colour the submeshes of the given SMPL-X joints; every other joint takes the body colour."""

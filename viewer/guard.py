@@ -14,6 +14,10 @@ passes :func:`allowed` first:
   (``?token=...``, as printed at start) or in the cookie the first such page load sets, which the
   page's own requests and websocket then send. A page that guesses the address still lacks it.
 
+Every page load also gets a browser cookie (:data:`BROWSER_COOKIE`, random, HttpOnly, same-site)
+that the page's websocket then carries: :func:`browser_id` reads it, so the app can give a tab
+that reloads the work it had (see :class:`viewer.app.ViewerApp`).
+
 The check wraps the ``process_request`` hook viser passes to ``websockets.asyncio.server.serve``
 (installed once, before the server starts); ports without a registered policy pass unchanged.
 """
@@ -61,12 +65,9 @@ class HostPolicy:
         query = parse_qs(urlsplit(request.path).query).get("token", [])
         if any(hmac.compare_digest(value.encode(), self.token.encode()) for value in query):
             return "url"
-        name = self.cookie_name(port)
-        for header in request.headers.get_all("Cookie"):
-            for part in header.split(";"):
-                key, _, value = part.strip().partition("=")
-                if key == name and hmac.compare_digest(value.encode(), self.token.encode()):
-                    return "cookie"
+        value = _cookie(request, self.cookie_name(port))
+        if value is not None and hmac.compare_digest(value.encode(), self.token.encode()):
+            return "cookie"
         return None
 
     def allowed(self, host_header: str | None, origin: str | None, port: int) -> bool:
@@ -132,13 +133,36 @@ def _checked(process_request: Callable[..., Any] | None) -> Callable[..., Any]:
         if policy.token is not None and carried is None:
             return _forbidden(NEEDS_TOKEN)
         response = process_request(connection, request) if process_request is not None else None
-        if carried == "url" and response is not None:
-            # The page's own requests and its websocket carry the token from now on.
-            response.headers["Set-Cookie"] = (
-                f"{policy.cookie_name(port)}={policy.token}; Path=/; HttpOnly; SameSite=Strict")
+        if response is not None:
+            if carried == "url":
+                # The page's own requests and its websocket carry the token from now on.
+                response.headers["Set-Cookie"] = (
+                    f"{policy.cookie_name(port)}={policy.token}; Path=/; HttpOnly; SameSite=Strict")
+            if _cookie(request, BROWSER_COOKIE) is None:
+                response.headers["Set-Cookie"] = f"{BROWSER_COOKIE}={new_token()}; Path=/; HttpOnly; SameSite=Strict"
         return response
 
     return check
+
+
+BROWSER_COOKIE = "dposer_view_browser"
+
+
+def _cookie(request: Request, name: str) -> str | None:
+    for header in request.headers.get_all("Cookie"):
+        for part in header.split(";"):
+            key, _, value = part.strip().partition("=")
+            if key == name and value:
+                return value
+    return None
+
+
+def browser_id(request: Request | None) -> str | None:
+    """The browser cookie a websocket handshake ``request`` carried (None: none, or no request)."""
+    if request is None:
+        return None
+    value = _cookie(request, BROWSER_COOKIE)
+    return value if value is not None and len(value) <= 64 else None
 
 
 NEEDS_TOKEN = (b"<!doctype html><title>dposer-view</title><p>This viewer needs its access token: open the "

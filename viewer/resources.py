@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import weakref
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -25,6 +26,14 @@ class Resources:
     prior: PosePrior | None = None
     prior_label: str = "none"
     prior_error: str | None = None
+    changed_by: dict[str, weakref.ref] = field(default_factory=dict)
+    """``"prior"`` / ``"body"`` -> the tab (a weak reference to its session) that last loaded it,
+    absent for what the command line loaded; the other tabs show "(loaded in another tab)"."""
+
+    def changed_elsewhere(self, what: str, session: object) -> bool:
+        """Whether a tab other than ``session`` loaded the ``what`` (``"prior"``, ``"body"``) in use."""
+        by = self.changed_by.get(what)
+        return by is not None and by() is not session
 
 
 def body_resource(path: str | Path | None) -> tuple[BodyModel, BodyRig, str]:

@@ -18,6 +18,7 @@ from prior.body import BodyModel, depth_order, fold_to_body_joint
 from prior.parts import NUM_SKELETON_JOINTS, SMPLX_JOINT_NAMES, SMPLX_PARENTS
 from prior.rotations import axis_angle_to_matrix_np, matrix_to_wxyz_np
 
+FOOT_BONES = ((7, 10), (8, 11))  # SMPL-X left ankle + foot, right ankle + foot
 NUM_BONES = NUM_SKELETON_JOINTS  # one bone per SMPL-X joint 0..21: the pelvis and the joints of ``pose_body``
 
 
@@ -91,6 +92,13 @@ class BodyRig:
         order, bounds = depth_order(SMPLX_PARENTS)  # FK one tree level at a time
         self._levels = [(order[a:b], parents_np[order[a:b]]) for a, b in itertools.pairwise(bounds)]
         self.floor_y = float(verts[:, 1].min())
+        # Each foot's vertices (those its ankle or foot bone moves most), relative to that bone:
+        # where its sole is, for the contact cue (viewer.contact).
+        main_bone = dense.argmax(1)
+        self._feet = []
+        for bones in FOOT_BONES:
+            sel = np.flatnonzero(np.isin(main_bone, bones))
+            self._feet.append((main_bone[sel], verts[sel].astype(np.float64) - rest[main_bone[sel]]))
         self.height_m = float(verts[:, 1].max() - verts[:, 1].min())
         self.whole = SkinPiece(None, verts.astype(np.float32), faces.astype(np.uint32), np.arange(NUM_BONES), dense)
         # A face goes to the label most of its corners carry (ties: the first corner's); its
@@ -131,6 +139,17 @@ class BodyRig:
     @property
     def parents(self) -> tuple[int, ...]:
         return SMPLX_PARENTS
+
+    def soles(self, pose: RigPose) -> np.ndarray:
+        """``(2, 3)`` where the left and the right foot of the first body of ``pose`` come
+        nearest the ground: the middle of its lowest 3 cm, at its lowest height (metres, body frame)."""
+        soles = []
+        for bones, rel in self._feet:
+            points = np.einsum("nij,nj->ni", pose.rotations[0, bones], rel) + pose.positions[0, bones]
+            low = points[:, 1].min()
+            sole = points[points[:, 1] < low + 0.03].mean(0)
+            soles.append((sole[0], low, sole[2]))
+        return np.array(soles)
 
     def pose(
         self,

@@ -23,6 +23,7 @@ from .body_handle import MASK_COLOR, BodyHandle
 from .history import History
 from .markup import literal
 from .pacer import Pacer
+from .page import page_markup
 from .panels.base import Panel, ShownBody
 from .rig import BodyRig
 from .uploads import limit_uploads
@@ -31,7 +32,6 @@ from .worker import Job, JobContext, non_finite_part
 if TYPE_CHECKING:
     from .app import ViewerApp
 
-ACTIVE_MARK = "▸ "  # marks the open panel in the panel bar
 PANEL_FRACTION = 0.25  # of the canvas width, covered by the control panel on the right
 ARM_SPAN_M = 1.9  # room for one body's arms when framing
 
@@ -56,17 +56,28 @@ def framed_view(
     return look_at + np.array([0.0, 0.25 * dist, dist]), look_at
 
 
+def _duration(seconds: float) -> str:
+    """``"4 s"``, ``"2 min 5 s"``, ``"3 h 20 min"``: a time left as people read it."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+
+
 class ClientSession:
     """A connected tab. ``pose: (63,)`` is the pose being edited; ``mask`` the body-pose joints
     (0..20) to complete; ``active_panel`` the panel whose controls are open and ``stage`` the scene
     group on screen (the active panel's, or the last one shown when the active panel has none);
     ``timings`` holds ``time.perf_counter()`` stamps of user-visible events (tests, benchmarks)."""
 
-    def __init__(self, app: ViewerApp, client: viser.ClientHandle) -> None:
+    def __init__(self, app: ViewerApp, client: viser.ClientHandle, *, browser: str | None = None) -> None:
         from .panels import PANELS  # panels import this module
 
         self.app = app
         self.client = client
+        self.browser = browser  # the browser's cookie: a reload of this tab gets its work back
         self.scene = client.scene
         self.gui = client.gui
         self.pacer = Pacer(name=f"pacer-{client.client_id}", frame=client.atomic)
@@ -81,7 +92,8 @@ class ClientSession:
         self._framed_view: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # the last view the app set
         self._default_fov: float | None = None  # the field of view before a panel's view changed it
         self._unacknowledged = 0  # re-sends left for the first framing (see _on_camera)
-        self._views: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # stage -> (position, look_at) left there
+        self._views: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, float | None]] = {}
+        # stage -> (position, look_at, up, the panel's fov or None) the user left it with
         self.timings: dict[str, float] = {}
         self.notifications: list[tuple[str, str]] = []
         self.show_skeleton = False
@@ -103,7 +115,12 @@ class ClientSession:
                 self.groups[cls.stage] = self.scene.add_frame(f"/{cls.stage}", show_axes=False, visible=False)
         self.main: BodyHandle = self._add_main()
         self.status = self.gui.add_markdown("", order=0)
-        self.bar = self.gui.add_button_group("Panel", [cls.label for cls in PANELS], order=1)
+        self.job_bar = self.gui.add_progress_bar(0.0, visible=False, order=0.1)
+        self.job_cancel = self.gui.add_button("Cancel", icon=viser.Icon.X, color="red", visible=False, order=0.2,
+                                              hint="Stop this tab's running job (other tabs' jobs go on)")
+        self.bar = self.gui.add_button_group("Panel", [cls.short_label or cls.label for cls in PANELS], order=1,
+                                             hint=" · ".join(cls.label for cls in PANELS))
+        self.page = self.gui.add_html("", order=1.5)  # the bar's look and the keyboard shortcuts (viewer.page)
         self.frame_button = self.gui.add_button("Frame view", icon=viser.Icon.FOCUS_CENTERED, order=2,
                                                 hint="Point the camera at what is shown")
         self.panels: dict[str, Panel] = {}
@@ -112,8 +129,9 @@ class ClientSession:
             self.panels[cls.name] = cls(self, folder)  # a panel adds its controls inside ``folder``
         limits = [pair for panel in self.panels.values() for pair in panel.uploads()]
         limit_uploads(client, limits, on_refused=lambda message: self.notify("Upload refused", message, error=True))
-        self.bar.on_click(lambda event: self.activate(self._panel_by_label(event.target.value)))
+        self.bar.on_click(lambda event: self._on_bar(event.target.value))
         self.frame_button.on_click(lambda _: self.frame_camera())
+        self.job_cancel.on_click(lambda _: self.cancel_job())
         client.camera.on_update(self._on_camera)
         self.refresh_status()
         self.apply_pose()
@@ -137,7 +155,7 @@ class ClientSession:
     def _add_main(self) -> BodyHandle:
         return BodyHandle(
             self.scene, "/pose/main", self.rig, split=True, position=(0.0, self.ground_y, 0.0),
-            on_click=self.on_joint_click,
+            on_click=self.on_joint_click, contact=True,
         )
 
     def rebuild_bodies(self) -> None:
@@ -151,9 +169,8 @@ class ClientSession:
         self.apply_mask_colors()
 
     # -- panels, stages and the camera ---------------------------------------------------------
-    def _panel_by_label(self, label: str) -> str:
-        label = label.removeprefix(ACTIVE_MARK)
-        return next(name for name, panel in self.panels.items() if panel.label == label)
+    def _panel_by_label(self, label: str) -> str | None:
+        return next((name for name, panel in self.panels.items() if (panel.short_label or panel.label) == label), None)
 
     def activate(self, name: str) -> None:
         """Open panel ``name``: its controls, and its stage in the scene (framed the first time)."""
@@ -165,7 +182,8 @@ class ClientSession:
         if previous is not None:
             previous.container.visible = False
         panel.container.visible = True
-        self.bar.options = tuple((ACTIVE_MARK if p is panel else "") + p.label for p in self.panels.values())
+        panels = list(self.panels.values())
+        self.page.content = page_markup(self.bar, [p.icon for p in panels], panels.index(panel))
         if panel.stage is not None:  # a panel without a stage (Export, Model) leaves the scene as it is
             shown_before, self.stage_panel = self.stage_panel, panel
             if shown_before is not None and shown_before is not panel:
@@ -174,6 +192,11 @@ class ClientSession:
         panel.on_show()
         self.mark(f"panel_{name}")
 
+    def _on_bar(self, value: object) -> None:
+        name = self._panel_by_label(value) if isinstance(value, str) else None
+        if name is not None:  # a page may send anything
+            self.activate(name)
+
     def show_stage(self, stage: str) -> None:
         """Show one stage's group of bodies, hiding the others. The camera is framed on a stage
         the first time it shows something; coming back to a stage brings back the view the user
@@ -181,8 +204,10 @@ class ClientSession:
         if stage == self.stage:
             return
         cam = self.client.camera
-        if self.stage in self.framed and self._camera_known:
-            self._views[self.stage] = (np.asarray(cam.position), np.asarray(cam.look_at))
+        if self.stage in self.framed and self._camera_known:  # with a panel's own field of view, if it set one
+            fov = float(cam.fov) if self._default_fov is not None else None
+            self._views[self.stage] = (np.asarray(cam.position), np.asarray(cam.look_at),
+                                       np.asarray(cam.up_direction, np.float64), fov)
         self.stage = stage
         for name, group in self.groups.items():
             if group.visible != (name == stage):
@@ -194,7 +219,8 @@ class ClientSession:
             self.client.camera.fov, self._default_fov = self._default_fov, None
         view = self._views.get(stage)
         if view is not None:
-            self.set_view(*view)
+            position, look_at, up, fov = view
+            self.set_view(position, look_at, up=up, fov=fov)
         else:
             self.frame_once()
 
@@ -269,6 +295,12 @@ class ClientSession:
         """The bodies on screen now (the stage's panel's), for exports and ``.viser`` files."""
         return [] if self.stage_panel is None else self.stage_panel.shown_bodies()
 
+    def typed_path(self, text: str) -> Path | None:
+        """The file a path typed in this tab names, in the app's read folder (None for an empty box).
+
+        Raises :class:`InputError` for a path outside it (see :class:`viewer.paths.ReadFolder`)."""
+        return self.app.read_folder.resolve(text) if text.strip() else None
+
     def open_file(self, kind: str, path: Path) -> None:
         """Hand a file to the panel that takes ``kind`` files (``--clip``: ``"motion"``) and open it."""
         panel = next(p for p in self.panels.values() if kind in p.file_kinds)
@@ -333,11 +365,13 @@ class ClientSession:
         on_progress: Callable[[Progress], None] | None = None,
         on_done: Callable[[Any], None] | None = None,
         on_error: Callable[[str], None] | None = None,
+        on_cancel: Callable[[], None] | None = None,
         needs_prior: bool = True,
     ) -> Job | None:
         """Run ``run`` on the prior worker; a newer job of the same kind from this tab cancels it.
 
-        Errors become notifications (or go to ``on_error``). Returns None (and notifies) when a prior is needed but none
+        Errors become notifications (or go to ``on_error``); ``on_cancel`` hears a cancelled job
+        (the Cancel button's, a newer one of the same kind). Returns None (and notifies) when a prior is needed but none
         is loaded. A prior's result holding NaN or Inf is an error, never drawn (:func:`non_finite_part`)."""
         if needs_prior and self.app.resources.prior is None:
             self.notify("No prior loaded", self.app.no_prior_message(), error=True)
@@ -354,13 +388,29 @@ class ClientSession:
                                  "so nothing was shown")
             return result
 
+        def progressed(progress: Progress) -> None:
+            if on_progress is not None:
+                on_progress(progress)
+            self.pacer.post("status", self.refresh_status)  # the progress bar and time left
+
         on_error = on_error or notify_error
         return self.app.worker.submit(
-            Job(kind, self, checked, on_progress=on_progress, on_done=on_done, on_error=on_error)
+            Job(kind, self, checked, on_progress=progressed, on_done=on_done, on_error=on_error, on_cancel=on_cancel)
         )
 
     def cancel(self, kind: str | None = None) -> None:
         self.app.worker.cancel(self, kind)
+
+    def cancel_job(self) -> None:
+        """The Cancel button: stop this tab's running job (the next queued one, if any, starts)."""
+        job = self.app.worker.job_of(self)
+        if job is None:
+            return
+        job.cancel.set()
+        p = job.progress
+        where = "before its first step" if p is None else f"at step {p.step} of {p.total}"
+        self.notify(f"{job.kind.capitalize()} cancelled", f"stopped {where}")
+        self.mark("cancel_clicked")
 
     # -- messages --------------------------------------------------------------------------------
     def notify(self, title: str, body: str, *, error: bool = False) -> None:
@@ -376,22 +426,69 @@ class ClientSession:
     def refresh_status(self) -> None:
         """Rewrite the status line: device, checkpoint, body model, the running job."""
         res = self.app.resources
-        job = self.app.worker.running
+        job = self.app.worker.job_of(self)
         if res.prior is not None:
             prior = literal(res.prior_label)  # file names: shown as text, never as markup
         else:
             prior = "loading..." if self.app.loading_prior else "**none loaded**"
+        elsewhere = " (loaded in another tab)"
+        if res.changed_elsewhere("prior", self):
+            prior += elsewhere
+        body = literal(res.body_label) + (elsewhere if res.changed_elsewhere("body", self) else "")
         running = "idle" if job is None else literal(job.describe())
+        if job is not None and job.started is None:
+            running += " (waiting)"
+        elif job is not None and (left := job.seconds_left()) is not None:
+            running += f", {_duration(left)} left"
+        self._show_job(job)
         text = (
             f"**device** {res.device.type} &nbsp;·&nbsp; **prior** {prior}  \n"
-            f"**body** {literal(res.body_label)} &nbsp;·&nbsp; **job** {running}"
+            f"**body** {body} &nbsp;·&nbsp; **job** {running}"
         )
         if self.status.content != text:
             self.status.content = text
 
+    def _show_job(self, job: Job | None) -> None:
+        """This tab's job under the status line (which gives its steps and time left): a progress bar
+        and Cancel, for jobs that stream steps (an IK drag's short solves would make the panel jump)."""
+        shown = job is not None and job.progress is not None
+        if self.job_cancel.visible != shown:
+            self.job_cancel.visible = shown
+            self.job_bar.visible = shown
+        if not shown:
+            return
+        p = job.progress
+        value = 0.0 if p.total <= 0 else min(100.0, 100.0 * p.step / p.total)
+        if self.job_bar.value != value:
+            self.job_bar.value = value
+        label = f"Cancel {job.kind}"  # fixed while it runs: a button that changes under the pointer is hard to hit
+        if self.job_cancel.label != label:
+            self.job_cancel.label = label
+
     def mark(self, event: str) -> None:
         """Record when ``event`` happened (``time.perf_counter()``), for tests and benchmarks."""
         self.timings[event] = time.perf_counter()
+
+    # -- keeping the work over a reload --------------------------------------------------------
+    def keep(self) -> dict[str, Any]:
+        """This tab's work as plain data (no scene or GUI handles): the pose and its undo history,
+        the mask, the open panel and each panel's own (:meth:`Panel.keep`)."""
+        return {
+            "pose": self.pose.copy(), "history": self.history, "mask": set(self.mask),
+            "panel": self.active_panel.name if self.active_panel is not None else "complete",
+            "panels": {name: panel.keep() for name, panel in self.panels.items()},
+        }
+
+    def restore(self, kept: dict[str, Any]) -> None:
+        """Take back what :meth:`keep` returned for a tab of the same browser (a reload)."""
+        self.history = kept["history"]
+        self.set_pose(kept["pose"])
+        self.set_mask(kept["mask"])
+        for name, state in kept["panels"].items():
+            if state is not None and name in self.panels:
+                self.panels[name].restore(state)
+        self.activate(kept["panel"])
+        self.notify("Work restored", "this tab has the poses, history and results it had before the reload")
 
     def close(self) -> None:
         self.app.worker.cancel(self)

@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 
 from ..errors import InputError
+from ..files import user_path
 from .kinematics import depth_order, forward_kinematics
 from .labels import (
     SEGMENTATION_TO_JOINT,
@@ -70,7 +71,7 @@ def load_body_model(
     """
     if path is None:
         return load_mannequin(dtype=dtype).to(device)
-    path = Path(path).expanduser()
+    path = user_path(path)
     if not path.exists():
         raise InputError("no such file or folder", path)
     if path.is_dir():

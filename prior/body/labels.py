@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..files import asset_path
+from ..files import asset_path, checked_file
 from ..parts import SMPLX_JOINT_NAMES, SMPLX_PARENTS
 
 # The 27 part names of ``smplx_vert_segmentation.json`` (Mixamo names) -> SMPL-X joint 0..21.
@@ -24,6 +24,8 @@ SEGMENTATION_TO_JOINT: dict[str, str] = {
     "rightHand": "right_wrist", "rightHandIndex1": "right_wrist",
 }
 SMPLX_LABELS_ASSET = "smplx_vertex_labels.npz"
+# smplx_vert_segmentation.json is 180 KB; the limit keeps a wrong file from being parsed whole.
+MAX_SEGMENTATION_BYTES = 16 * 2**20
 
 
 def fold_to_body_joint(joint: int, parents: Sequence[int]) -> int:
@@ -67,7 +69,7 @@ def smplx_vertex_labels() -> np.ndarray:
 
 def write_smplx_labels_asset(segmentation_json: str | Path, out: str | Path) -> None:
     """Regenerate ``assets/smplx_vertex_labels.npz`` from ``smplx_vert_segmentation.json``."""
-    with open(segmentation_json, encoding="utf-8") as f:
+    with checked_file(segmentation_json, max_bytes=MAX_SEGMENTATION_BYTES).open(encoding="utf-8") as f:
         labels = smplx_labels_from_segmentation(json.load(f))
     np.savez_compressed(out, labels=labels.astype(np.uint8))
 

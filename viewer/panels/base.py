@@ -8,6 +8,7 @@ current pose, mask and events).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -46,7 +47,8 @@ class Panel:
 
     Class attributes:
         name: the key the session knows the panel by.
-        label, icon: the panel's button in the panel bar.
+        label: its name (the title of its controls); short_label (default: label) and icon (a
+            Tabler icon name, as viser's): its button in the panel bar.
         stage: the scene group this panel shows while it is active (``"pose"``, ``"samples"``,
             ``"motion"``, ...), or None for a panel that leaves the scene as it is (Export, Model).
         file_kinds: kinds of files the app routes to this panel (``--clip`` is ``"motion"``).
@@ -62,10 +64,13 @@ class Panel:
         rebuild: redraw bodies after a body-model switch.
         open_file: load a file of one of ``file_kinds``.
         uploads: its upload buttons and the most bytes each takes (refused as they arrive).
+        keep / restore: its work as plain data when the tab closes, and drawing it again in the
+            tab a reload of the same browser opens (None: nothing to bring back).
     """
 
     name: ClassVar[str] = "panel"
     label: ClassVar[str] = "Panel"
+    short_label: ClassVar[str | None] = None
     icon: ClassVar[str] = "settings"
     stage: ClassVar[str | None] = None
     file_kinds: ClassVar[tuple[str, ...]] = ()
@@ -105,6 +110,13 @@ class Panel:
         canvas of ``aspect`` (width / height), or None: the session's front view of :meth:`extent`."""
         return None
 
+    def keep(self) -> object | None:
+        """What a reload of the tab should bring back (arrays, numbers: no scene handles), or None."""
+        return None
+
+    def restore(self, kept: object) -> None:
+        """Show what :meth:`keep` returned, in a new tab of the same browser."""
+
     def rebuild(self) -> None:
         """Drop bodies drawn with the old body model and redraw them with the new one."""
 
@@ -112,6 +124,23 @@ class Panel:
         raise NotImplementedError(f"{type(self).__name__} takes no {kind} files")
 
 
-def row_positions(count: int, spacing_m: float) -> list[float]:
-    """X positions (metres) of ``count`` bodies side by side, centred on 0."""
-    return [(k - (count - 1) / 2) * spacing_m for k in range(count)]
+def grid_positions(count: int, spacing_m: float, row_m: float, *, max_columns: int = 6) -> list[tuple[float, float]]:
+    """``(x, z)`` ground positions (metres) of ``count`` bodies in rows, the block wider than deep.
+
+    Index order runs left to right along the front row (z = 0, nearest a camera on +Z), then each
+    row ``row_m`` further back (-Z). Rows hold at most ``max_columns`` and are balanced (12 bodies
+    are three rows of 4, 16 are 6 + 6 + 4); a shorter last row is centred on the columns. With several
+    rows, every other one is shifted by half a column, so that each body behind stands in a gap
+    between two in front rather than hidden behind one."""
+    if count <= 0:
+        return []
+    columns = min(max_columns, math.ceil(math.sqrt(1.6 * count)))
+    rows = math.ceil(count / columns)
+    columns = math.ceil(count / rows)
+    out = []
+    for k in range(count):
+        row, column = divmod(k, columns)
+        column += (columns - min(columns, count - row * columns)) // 2  # centre a short row, on the columns
+        shift = 0.0 if rows == 1 else (0.25 if row % 2 else -0.25)
+        out.append(((column - (columns - 1) / 2 + shift) * spacing_m, -row * row_m))
+    return out

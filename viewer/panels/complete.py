@@ -1,4 +1,5 @@
-"""Complete tab: mask body parts (click the mesh or tick them) and let the prior fill them in."""
+"""Complete tab: mask body parts (click the mesh or tick them) and let the prior fill them in; bring
+your own poses from a file."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from prior.parts import BODY_JOINT_NAMES, PARTS, joint_mask
 from prior.progress import Progress
 
 from ..body_handle import BodyHandle, BodyPool
-from ..widgets import SEED_RANGE, in_range
+from ..widgets import SEED_RANGE, PoseFile, checked_choice, in_range, words
 from ..worker import JobContext
 from .base import Panel, ShownBody
 
@@ -25,6 +26,7 @@ GHOST_COLOR = (110, 150, 235)
 PICKED_COLOR = (40, 200, 140)
 GHOST_OPACITY = 0.3
 SOLVERS = {"DPS": "dps", "DPoser": "dposer", "ScoreSDE": "scoresde"}  # dropdown label -> complete() solver
+DEFAULT_SOLVER = "DPS"
 PICKED_OPACITY = 0.75
 MAX_HYPOTHESES = 20
 SDE_STEPS = (50, 1000)
@@ -45,6 +47,7 @@ class CompletePanel(Panel):
 
     name = "complete"
     label = "Complete"
+    short_label = "Compl"
     icon = "puzzle"
     stage = "pose"
 
@@ -59,26 +62,34 @@ class CompletePanel(Panel):
         self.picked = 0
         self.streamed_updates = 0
         self._input: tuple[np.ndarray, frozenset[int]] | None = None  # (pose, mask) the ghosts answer
+        self._solver = DEFAULT_SOLVER  # the last valid choice of the Solver dropdown
         with container:
             gui.add_markdown("Click a body part or tick it to mask it (orange); the prior completes the masked joints.")
             self.parts = {
-                part: gui.add_checkbox(part.replace("_", " "), initial_value=False,
-                                       hint="joints: " + ", ".join(BODY_JOINT_NAMES[j] for j in PARTS[part]))
+                part: gui.add_checkbox(
+                    words(part), initial_value=False,
+                    hint="Mask the joints " + ", ".join(words(BODY_JOINT_NAMES[j]) for j in PARTS[part]))
                 for part in MASK_PARTS
             }
-            self.clear = gui.add_button("Clear mask", icon=viser.Icon.ERASER)
+            self.clear = gui.add_button("Clear mask", icon=viser.Icon.ERASER, hint="Unmask every part")
             self.solver = gui.add_dropdown(
-                "Solver", tuple(SOLVERS), initial_value="DPS",
+                "Solver", tuple(SOLVERS), initial_value=DEFAULT_SOLVER,
                 hint="DPS: posterior sampling guided by the visible joints (hypothesis 1 = consensus of the draws); "
                      "DPoser: the paper's truncated-diffusion optimisation (200 steps); ScoreSDE: masked sampling")
-            self.num = gui.add_slider("Hypotheses", min=1, max=MAX_HYPOTHESES, step=1, initial_value=10)
+            self.num = gui.add_slider("Hypotheses", min=1, max=MAX_HYPOTHESES, step=1, initial_value=10,
+                                      hint="How many completions to draw, shown as ghosts over the body")
             self.sde_steps = gui.add_slider("ScoreSDE steps", min=SDE_STEPS[0], max=SDE_STEPS[1], step=50,
-                                            initial_value=500)
-            self.seed = gui.add_number("Seed", initial_value=0, step=1)
-            self.run = gui.add_button("Complete", icon=viser.Icon.PUZZLE)
+                                            initial_value=500,
+                                            hint="Steps of the ScoreSDE sampler: more is slower and smoother")
+            self.seed = gui.add_number("Seed", initial_value=0, step=1,
+                                       hint="The same seed, pose and mask give the same hypotheses")
+            self.run = gui.add_button("Complete", icon=viser.Icon.PUZZLE,
+                                      hint="Fill in the masked joints with the prior")
             self.pick = gui.add_slider("Hypothesis", min=1, max=10, step=1, initial_value=1, disabled=True,
                                        hint="With DPS, hypothesis 1 is the consensus: the best single answer")
-            self.adopt = gui.add_button("Adopt hypothesis", icon=viser.Icon.CHECK, disabled=True)
+            self.adopt = gui.add_button("Adopt hypothesis", icon=viser.Icon.CHECK, disabled=True,
+                                        hint="Make the highlighted hypothesis the current pose (undoable in Edit)")
+            self.pose_file = PoseFile(session)
         for box in self.parts.values():
             box.on_update(lambda _: self._mask_from_boxes())
         self.clear.on_click(lambda _: self.set_parts(()))
@@ -102,6 +113,9 @@ class CompletePanel(Panel):
     def on_joint_click(self, smplx_joint: int) -> None:
         self.toggle_joint(smplx_joint)
 
+    def uploads(self) -> list[tuple[viser.GuiUploadButtonHandle, int]]:
+        return self.pose_file.uploads()
+
     def shown_bodies(self) -> list[ShownBody]:
         y = (0.0, self.session.ground_y, 0.0)
         out = [ShownBody("pose", self.session.pose.copy(), position=y)]
@@ -114,7 +128,8 @@ class CompletePanel(Panel):
         return (0.0, 0.0)
 
     def _show_solver_options(self) -> None:
-        self.sde_steps.visible = self.solver.value == "ScoreSDE"  # the other solvers' steps are fixed
+        self._solver = checked_choice(self.session, self.solver, reset_to=self._solver) or self._solver
+        self.sde_steps.visible = self._solver == "ScoreSDE"  # the other solvers' steps are fixed
 
     # -- mask ------------------------------------------------------------------------------------
     def _mask_from_boxes(self) -> None:
@@ -144,10 +159,13 @@ class CompletePanel(Panel):
         if not session.mask:
             session.notify("Nothing to complete", "Mask a body part first: click it on the body or tick it.")
             return
+        choice = checked_choice(session, self.solver, reset_to=self._solver)
+        if choice is None:
+            return
+        solver = SOLVERS[choice]
         mask = joint_mask(sorted(session.mask))
         pose = session.pose.copy()
         hyps = in_range(self.num.value, 1, MAX_HYPOTHESES, integer=True)
-        solver = SOLVERS.get(self.solver.value, "dps")  # a client may send any string
         steps = in_range(self.sde_steps.value, *SDE_STEPS, integer=True)
         seed = in_range(self.seed.value, *SEED_RANGE, integer=True)
         labels = {j + 1 for j in session.mask}
@@ -220,7 +238,8 @@ class CompletePanel(Panel):
             ghost.set_opacity(PICKED_OPACITY if picked else GHOST_OPACITY)
 
     def _on_pick(self) -> None:
-        self.picked = in_range(self.pick.value, 1, MAX_HYPOTHESES, integer=True) - 1
+        count = MAX_HYPOTHESES if self.hypotheses is None else len(self.hypotheses)
+        self.picked = in_range(self.pick.value, 1, count, integer=True) - 1
         self.session.pacer.post("ghost-style", self._style_ghosts)
 
     def adopt_picked(self) -> None:

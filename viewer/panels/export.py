@@ -38,7 +38,8 @@ class ExportPanel(Panel):
             self.what = gui.add_markdown("")
             self.pose_download = gui.add_button("Download poses (.npz)", icon=viser.Icon.DOWNLOAD,
                                                 hint="Every body on screen, one frame each (AMASS SMPL-X layout)")
-            self.mesh_format = gui.add_dropdown("Mesh format", MESH_FORMATS, initial_value=MESH_FORMATS[0])
+            self.mesh_format = gui.add_dropdown("Mesh format", MESH_FORMATS, initial_value=MESH_FORMATS[0],
+                                                hint="OBJ or PLY, for Download mesh")
             self.mesh_download = gui.add_button("Download mesh", icon=viser.Icon.DOWNLOAD,
                                                 hint="The first body on screen as it stands there: metres, Y up")
             self.scene_download = gui.add_button("Download scene (.viser)", icon=viser.Icon.DOWNLOAD,
@@ -46,7 +47,8 @@ class ExportPanel(Panel):
             self.file_name = gui.add_text("File name", initial_value="poses.npz",
                                           hint=f"Saved in the export folder {session.app.export_dir}: .npz the poses, "
                                                ".obj / .ply the mesh, .viser the scene")
-            self.save = gui.add_button("Save to export folder", icon=viser.Icon.DEVICE_FLOPPY)
+            self.save = gui.add_button("Save to export folder", icon=viser.Icon.DEVICE_FLOPPY,
+                                      hint="Write the file named above into the export folder (never elsewhere)")
         self.pose_download.on_click(lambda e: self.download(e.client, "poses"))
         self.mesh_download.on_click(lambda e: self.download(e.client, "mesh"))
         self.scene_download.on_click(lambda e: self.download(e.client, "scene"))

@@ -176,13 +176,17 @@ class FitPanel(Panel):
             with gui.add_folder("Photo"):
                 self.photo_path = gui.add_text(
                     "Photo file", initial_value="",
-                    hint="An image file; for a keypoint sequence, a folder of its frames' photos (or nothing)")
+                    hint="An image file; for a keypoint sequence, a folder of its frames' photos (or nothing). "
+                         f"{session.app.read_folder.describe()}")
                 self.keypoints_path = gui.add_text(
                     "Keypoint file", initial_value="",
                     hint="Optional: the photo's keypoints (OpenPose, COCO, MMPose or MediaPipe JSON, .npz), or a "
                          "sequence's (a folder of per-frame files, or one file of frames); empty: the detector runs")
-                self.load = gui.add_button("Load path", icon=viser.Icon.FOLDER_OPEN)
-                self.upload_photo = gui.add_upload_button("Upload photo", icon=viser.Icon.UPLOAD, mime_type="image/*")
+                self.load = gui.add_button("Load path", icon=viser.Icon.FOLDER_OPEN,
+                                           hint="Load the photo and keypoint files named above, then fit")
+                self.upload_photo = gui.add_upload_button(
+                    "Upload photo", icon=viser.Icon.UPLOAD, mime_type="image/*",
+                    hint="A photo from this computer: the detector finds the person's keypoints, then it fits")
                 self.upload_keypoints = gui.add_upload_button(
                     "Upload keypoints", icon=viser.Icon.UPLOAD, mime_type=".json,.npz",
                     hint="A keypoint file for the photo loaded (or, alone, with its image size)")
@@ -195,14 +199,18 @@ class FitPanel(Panel):
                                              initial_value=1.0, hint="Multiplies the prior's weight at every stage")
                 self.hypotheses = gui.add_slider("Hypotheses", min=0, max=MAX_HYPOTHESES, step=1, initial_value=5,
                                                  hint="Completions of the limbs no keypoint sees, shown as ghosts")
-                self.refit = gui.add_button("Fit again", icon=viser.Icon.REFRESH, disabled=True)
+                self.refit = gui.add_button("Fit again", icon=viser.Icon.REFRESH, disabled=True,
+                                            hint="Fit the loaded photo again with these settings")
                 self.result = gui.add_markdown("")
             with gui.add_folder("View"):
                 self.view_button = gui.add_button("View from camera", icon=viser.Icon.CAMERA, disabled=True,
                                                   hint="Look through the photo's camera: the body over the person")
-                self.timeline = gui.add_slider("Frame", min=0, max=1, step=1, initial_value=0, visible=False)
-                self.opacity = gui.add_slider("Body opacity", min=0.1, max=1.0, step=0.05, initial_value=1.0)
-                self.show_photo = gui.add_checkbox("Show photo", initial_value=True)
+                self.timeline = gui.add_slider("Frame", min=0, max=1, step=1, initial_value=0, visible=False,
+                                               hint="The frame of a keypoint sequence shown (Left / Right step it)")
+                self.opacity = gui.add_slider("Body opacity", min=0.1, max=1.0, step=0.05, initial_value=1.0,
+                                          hint="See the photo through the fitted body")
+                self.show_photo = gui.add_checkbox("Show photo", initial_value=True,
+                                                   hint="The photo in the camera's frustum")
                 self.show_keypoints = gui.add_checkbox("Show keypoints", initial_value=True,
                                                        hint="Seen keypoints (blue: left, red: right), the fit's "
                                                             "(dark) and their errors (pink)")
@@ -228,8 +236,11 @@ class FitPanel(Panel):
     def load_paths(self, photo: str, keypoints: str = "") -> None:
         """Load a photo (or a sequence's folder of photos) and/or a keypoint file from paths on the
         worker, then fit; errors become a notification and the current photo stays."""
-        photo_path = Path(photo).expanduser() if photo.strip() else None
-        keypoints_path = Path(keypoints).expanduser() if keypoints.strip() else None
+        try:
+            photo_path, keypoints_path = self.session.typed_path(photo), self.session.typed_path(keypoints)
+        except InputError as exc:
+            self.session.notify("Cannot load", str(exc), error=True)
+            return
         if photo_path is None and keypoints_path is None:
             self.session.notify("Nothing to load", "Give a photo's path, a keypoint file's, or both.")
             return

@@ -55,9 +55,13 @@ class InspectPanel(Panel):
         with container:
             gui.add_markdown("Noise the current pose to time *t* and see the prior's one-step estimate "
                              "x̂₀ = (x_t + σ² s(x_t, t)) / α beside it.")
-            self.enabled = gui.add_checkbox("Show x_t and x̂₀", initial_value=False)
-            self.t = gui.add_slider("t", min=T_RANGE[0], max=T_RANGE[1], step=0.001, initial_value=0.3)
-            self.seed = gui.add_number("Noise seed", initial_value=0, step=1)
+            self.enabled = gui.add_checkbox("Show x_t and x̂₀", initial_value=False,
+                                            hint="Stand the noised pose x_t and the prior's estimate x̂₀ "
+                                                 "beside the current pose")
+            self.t = gui.add_slider("t", min=T_RANGE[0], max=T_RANGE[1], step=0.001, initial_value=0.3,
+                                    hint="Diffusion time: near 0 barely noised, 1 pure noise")
+            self.seed = gui.add_number("Noise seed", initial_value=0, step=1,
+                                       hint="Same seed, same noise: change it to see another x_t")
         self.enabled.on_update(lambda _: self._toggle())
         self.t.on_update(lambda _: self.update())
         self.seed.on_update(lambda _: self.update())

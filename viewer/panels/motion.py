@@ -4,6 +4,10 @@ the prior, export."""
 from __future__ import annotations
 
 import dataclasses
+import re
+import shutil
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,9 +16,9 @@ import torch
 import viser
 import viser.uplot as uplot
 
-from prior.data import Clip, JointTrack, load_motion
+from prior.data import MAX_FILE_BYTES, Clip, JointTrack, load_motion
 from prior.errors import InputError
-from prior.files import asset_path
+from prior.files import asset_path, open_npz
 from prior.motion import root_from_joints
 from prior.motion_fit import MotionFit, Observations, fit_motion, observe_motion
 from prior.progress import Progress
@@ -25,7 +29,7 @@ from ..body_handle import BodyHandle
 from ..markup import literal
 from ..rig import NUM_BONES, RigPose
 from ..uploads import MAX_CLIP_BYTES, upload_error, uploaded_to_file
-from ..widgets import SEED_RANGE, PlayButton, SkeletonOverlay, in_range
+from ..widgets import SEED_RANGE, PlayButton, SkeletonOverlay, checked_choice, in_range
 from ..worker import JobContext
 from .base import Panel, ShownBody
 
@@ -33,19 +37,104 @@ if TYPE_CHECKING:
     from ..session import ClientSession
 
 EXAMPLE_CLIP = "gesture_clip.npz"
+# The example is 240 frames of AMASS HumanEva "Gestures_3", cut by DPoser's HumanEva.py (which
+# keeps the frames as they are and drops the rate): HumanEva's motion capture, as AMASS has it,
+# runs at 120 Hz.
+EXAMPLE_FPS = 120.0
 ORIGINAL_COLOR = (196, 160, 120)
 DENOISED_COLOR = (110, 195, 140)
 NOISY_COLOR = (225, 70, 60)
+MARKER_COLOR = "#555555"
 SLOT_M = 1.0
 SLOTS = {"original": -SLOT_M, "noisy": 0.0, "denoised": SLOT_M}  # x of each, side by side
 SPEEDS = ("0.25x", "0.5x", "1x", "2x")
+LAYOUTS = ("side by side", "overlaid")
+BODIES = ("original", "denoised")  # the bodies one can select (the noisy joints are points)
+BACKGROUND_OPACITY = 0.35  # overlaid, the bodies not selected: the others show through them
 MAX_NOISE_M = 0.1
+MARKER_STEPS = 300  # during playback the plot's frame marker moves in steps of 1/300 of the clip (about a pixel)
+# What makes the poses of a file frames of a motion rather than a set of poses.
+MOTION_KEYS = ("poses", "root_orient", "trans", "mocap_frame_rate", "mocap_framerate")
+MAX_POSE_SET = 64
+Z_UP_TO_Y_UP = np.array([[1.0, 0, 0], [0, 0, 1.0], [0, -1.0, 0]])  # -90 degrees about X
 
 
 def z_up_to_y_up(root_orient: np.ndarray) -> bool:
     """Whether a clip's root orientations stand the body up along +Z (AMASS world) rather than +Y."""
     up = axis_angle_to_matrix(torch.as_tensor(root_orient, dtype=torch.float32))[:, :, 1].mean(0).numpy()
     return bool(up[2] > up[1])
+
+
+def display_turn(root_orient: np.ndarray) -> np.ndarray:
+    """``(3, 3)`` rotation that shows a clip with root orientations ``root_orient: (T, 3)`` standing
+    up (+Y) and facing the camera (+Z): a Z-up (AMASS) clip is turned -90 degrees about X, then
+    every clip about the vertical so that its mean heading (the pelvis' forward, +Z of the body)
+    points at the camera. For display only: the clip, and what is saved from it, keep the file's frame."""
+    tilt = Z_UP_TO_Y_UP if z_up_to_y_up(root_orient) else np.eye(3)
+    rot = axis_angle_to_matrix(torch.as_tensor(root_orient, dtype=torch.float64)).numpy()
+    forward = rot[:, :, 2] @ tilt.T  # (T, 3) in the Y-up frame
+    flat = forward[:, [0, 2]]
+    flat = flat / np.maximum(np.linalg.norm(flat, axis=1, keepdims=True), 1e-9)
+    heading = float(np.arctan2(*flat.mean(0)))  # from +Z towards +X
+    c, s = np.cos(heading), np.sin(heading)
+    yaw = np.array([[c, 0.0, -s], [0.0, 1.0, 0.0], [s, 0.0, c]])  # -heading about +Y
+    return yaw @ tilt
+
+
+def length_text(frames: int, fps: float, *, assumed: bool = False) -> str:
+    """``"240 frames at 120 fps, 2.00 s"``: a clip lasts its frames over its rate (each frame is
+    on screen for 1/fps: 2 frames at 30 fps last 0.07 s), as a video player counts it; an
+    ``assumed`` rate (the file has none) is said to be."""
+    seconds = frames / fps
+    duration = f"{seconds:.2f} s" if seconds < 10 else f"{seconds:.1f} s"
+    note = " (assumed: the file has no frame rate)" if assumed else ""
+    return f"{frames} frame{'' if frames == 1 else 's'} at {fps:g} fps{note}, {duration}"
+
+
+def read_motion(path: Path) -> Clip | JointTrack:
+    """A motion file as :func:`prior.data.load_motion` reads it; the shipped example, which has no
+    frame rate in it, at its known one (:data:`EXAMPLE_FPS`)."""
+    motion = load_motion(path, max_frames=MAX_VIEWER_FRAMES)
+    if isinstance(motion, Clip) and motion.fps_assumed and path.resolve() == asset_path(EXAMPLE_CLIP).resolve():
+        motion = dataclasses.replace(motion, fps=EXAMPLE_FPS, fps_assumed=False)
+    return motion
+
+
+def is_pose_set(path: Path) -> bool:
+    """Whether an ``.npz`` holds a set of poses (``dposer generate``'s ``pose_body (N, 63)``, or
+    ``pose_samples``) rather than a motion: ``(N, 63)`` poses, N at most :data:`MAX_POSE_SET`,
+    and nothing that makes them frames (no frame rate, root orientation, translation or AMASS
+    ``poses``: :data:`MOTION_KEYS`). A longer file of bare poses is opened as a clip."""
+    with open_npz(path, max_bytes=MAX_FILE_BYTES) as archive:
+        key = next((k for k in ("pose_body", "pose_samples") if k in archive), None)
+        if key is None or any(k in archive for k in MOTION_KEYS):
+            return False
+        shape = archive.shape(key)
+    return len(shape) == 2 and shape[1] == 63 and shape[0] <= MAX_POSE_SET
+
+
+def error_summary(errors_mm: dict[str, np.ndarray], *, truth: bool) -> str:
+    """The error plot in words (means over the frames): ``"noisy 60 mm → denoised 11 mm (MPJPE
+    vs the clean clip)"``; without ground truth, the fit's distance to the observed joints."""
+    mean = {k: float(np.nanmean(v)) for k, v in errors_mm.items() if np.isfinite(v).any()}
+    if not truth:
+        if "denoised" not in mean:
+            return ""
+        return f"fit **{mean['denoised']:.0f} mm** from the observed joints (mean over the seen ones; no ground truth)"
+    parts = [f"{k} **{mean[k]:.0f} mm**" for k in ("noisy", "denoised") if k in mean]
+    return " → ".join(parts) + " (MPJPE vs the clean clip, mean over frames)" if parts else ""
+
+
+def plot_data(errors_mm: dict[str, np.ndarray], frames: int, frame: int) -> tuple[np.ndarray, ...]:
+    """The error plot's arrays: frame numbers, noisy and denoised errors (mm; NaN where none), and
+    the marker of ``frame``: the frame is listed three times, where the marker goes from below the
+    plot to above it and back (a vertical line; elsewhere it runs below the plot, out of sight)."""
+    at = np.insert(np.arange(frames), frame, [frame, frame])
+    missing = np.full(frames, np.nan)
+    marker = np.full(frames + 2, -1.0)
+    marker[frame + 1] = 2.0
+    return (at.astype(np.float64), *(errors_mm.get(k, missing)[at].astype(np.float64) for k in ("noisy", "denoised")),
+            marker)
 
 
 # A tab holds about 10 KB per frame of a clip (joints, observations, fit, plot): 20 min at 30 fps
@@ -62,6 +151,9 @@ class MotionPanel(Panel):
     A file of observed joints (a :class:`prior.data.JointTrack`) loads as ``track``: its joints are
     the noisy ones (NaN = not seen), there is no ground truth, ``clip`` holds its frame rate and
     any known root, and a root it lacks is fitted with the poses (``fitted_root``).
+
+    A file that is a set of poses rather than a motion (:func:`is_pose_set`: what ``dposer
+    generate`` writes) goes to the panel that opens ``"samples"`` files.
     """
 
     name = "motion"
@@ -90,46 +182,88 @@ class MotionPanel(Panel):
         self._turn = np.eye(3)
         self._offset = np.zeros(3)
         self._play_pos = 0.0
+        self._speed = 1.0  # the Speed dropdown's, once checked
+        self._overlaid = False  # the Layout dropdown's, once checked
+        self._selected = "original"  # the Selected body dropdown's, once checked
+        self._marked: int | None = None  # the frame the plot's marker is at (None: the plot is to be redrawn)
+        self._kept_upload: Path | None = None  # an uploaded pose set handed to the samples panel
+        self._loaded: tuple[Clip | JointTrack, Observations, np.ndarray] | None = None  # set_motion's input
         with container:
             with gui.add_folder("Clip"):
-                self.example = gui.add_button("Load example clip", icon=viser.Icon.MOVIE,
-                                              hint="A real AMASS gesture fragment (from DPoser's demo data, MIT)")
+                self.example = gui.add_button(
+                    "Load example clip", icon=viser.Icon.MOVIE,
+                    hint="A real AMASS gesture fragment: HumanEva 'Gestures 3', 240 frames at 120 fps "
+                         "(from DPoser's demo data, MIT)")
                 self.path = gui.add_text(
                     "Path", initial_value="",
-                    hint="An AMASS .npz (SMPL-X or SMPL+H), a DPoser clip, or observed joints ('joints' (T, 22+, 3) m)",
+                    hint="An AMASS .npz (SMPL-X or SMPL+H), a DPoser clip, or observed joints ('joints' (T, 22+, 3) "
+                         "m); a set of poses (as dposer generate writes) opens with the samples. "
+                         f"{session.app.read_folder.describe()}",
                 )
-                self.load = gui.add_button("Load path", icon=viser.Icon.FOLDER_OPEN)
-                self.upload = gui.add_upload_button("Upload clip", icon=viser.Icon.UPLOAD, mime_type=".npz")
+                self.load = gui.add_button("Load path", icon=viser.Icon.FOLDER_OPEN,
+                                           hint="Load the file named in Path (on the machine running the viewer)")
+                self.upload = gui.add_upload_button("Upload clip", icon=viser.Icon.UPLOAD, mime_type=".npz",
+                                                    hint="Load an .npz from this computer (same kinds as Path)")
                 self.info = gui.add_markdown("*No clip loaded.*")
             with gui.add_folder("Playback"):
-                self.timeline = gui.add_slider("Frame", min=0, max=1, step=1, initial_value=0, disabled=True)
-                self.play = gui.add_button("Play", icon=viser.Icon.PLAYER_PLAY, disabled=True)
-                self.speed = gui.add_dropdown("Speed", SPEEDS, initial_value="1x")
-                self.layout = gui.add_dropdown("Layout", ("side by side", "overlaid"), initial_value="side by side")
+                self.timeline = gui.add_slider("Frame", min=0, max=1, step=1, initial_value=0, disabled=True,
+                                               hint="The frame on display (from 0); the plot's marker follows it")
+                self.play = gui.add_button("Play", icon=viser.Icon.PLAYER_PLAY, disabled=True,
+                                           hint="Play the clip in a loop at its frame rate times Speed")
+                self.speed = gui.add_dropdown("Speed", SPEEDS, initial_value="1x",
+                                              hint="Playback speed relative to the clip's frame rate")
+                self.layout = gui.add_dropdown(
+                    "Layout", LAYOUTS, initial_value=LAYOUTS[0],
+                    hint="Side by side: original, noisy joints, denoised left to right. Overlaid: on top of each "
+                         "other, the bodies not selected see-through")
+                self.selected = gui.add_dropdown(
+                    "Selected body", BODIES, initial_value=BODIES[0],
+                    hint="The body drawn opaque when overlaid, and the one Send frame to Edit takes "
+                         "(the other one while it is not shown)")
+                self.to_edit = gui.add_button(
+                    "Send frame to Edit", icon=viser.Icon.HAND_FINGER, disabled=True,
+                    hint="Make the selected body's pose at this frame the current pose and edit it (undo goes back)")
             with gui.add_folder("Denoise"):
-                self.noise = gui.add_slider("Joint noise (m)", min=0.0, max=MAX_NOISE_M, step=0.005, initial_value=0.04)
-                self.noise_seed = gui.add_number("Noise seed", initial_value=0, step=1)
-                self.add_noise = gui.add_button("Add noise", disabled=True)
-                self.denoise = gui.add_button("Denoise", icon=viser.Icon.WAND, disabled=True)
+                self.noise = gui.add_slider("Joint noise (m)", min=0.0, max=MAX_NOISE_M, step=0.005, initial_value=0.04,
+                                            hint="Standard deviation of the Gaussian noise added to each joint "
+                                                 "coordinate, metres")
+                self.noise_seed = gui.add_number("Noise seed", initial_value=0, step=1,
+                                                 hint="Same seed, same noise")
+                self.add_noise = gui.add_button("Add noise", disabled=True,
+                                                hint="Make the noisy joints from the clip's (replaces earlier noise)")
+                self.denoise = gui.add_button("Denoise", icon=viser.Icon.WAND, disabled=True,
+                                              hint="Fit the body poses to the noisy or observed joints with the prior "
+                                                   "(as dposer denoise does)")
                 self.plot = gui.add_uplot(
-                    (np.zeros(2), np.zeros(2), np.zeros(2)),
+                    plot_data({}, 2, 0),
                     (uplot.Series(label="frame"),
-                     uplot.Series(label="noisy mm", stroke="#e1463c", width=1.5),
-                     uplot.Series(label="denoised mm", stroke="#3a9d5d", width=1.5)),
+                     uplot.Series(label="noisy", stroke="#e1463c", width=1.5),
+                     uplot.Series(label="denoised", stroke="#3a9d5d", width=1.5),
+                     uplot.Series(label="shown frame", stroke=MARKER_COLOR, width=1, scale="marker")),
                     title="Per-frame joint error (mm)", aspect=1.6, visible=False,
+                    scales={"x": uplot.Scale(time=False), "y": uplot.Scale(range=(0.0, 1.0)),
+                            "marker": uplot.Scale(range=(0.0, 1.0))},
+                    axes=(uplot.Axis(label="frame"), uplot.Axis(label="mm")),
+                    legend=uplot.Legend(live=False),
                 )
+                self.summary = gui.add_markdown("", visible=False)
             with gui.add_folder("Save denoised", expand_by_default=False):
                 self.out_name = gui.add_text("File name", initial_value="denoised.npz",
                                              hint=f"Saved in the export folder {session.app.export_dir}")
-                self.save = gui.add_button("Save to export folder", icon=viser.Icon.DEVICE_FLOPPY, disabled=True)
-                self.download = gui.add_button("Download", icon=viser.Icon.DOWNLOAD, disabled=True)
+                self.save = gui.add_button("Save to export folder", icon=viser.Icon.DEVICE_FLOPPY, disabled=True,
+                                           hint="Write the denoised clip (AMASS SMPL-X layout) into the export folder")
+                self.download = gui.add_button("Download", icon=viser.Icon.DOWNLOAD, disabled=True,
+                                               hint="Download the denoised clip (AMASS SMPL-X layout) to this computer")
         self.example.on_click(lambda _: self.load_file(asset_path(EXAMPLE_CLIP)))
-        self.load.on_click(lambda _: self.load_file(Path(self.path.value).expanduser()))
+        self.load.on_click(lambda _: self._load_typed())
         self.upload.on_upload(self._on_upload)
         self.timeline.on_update(self._on_timeline)
         self.player = PlayButton(self.play, session.pacer, "motion-play")
         self.play.on_click(lambda _: self.toggle_play())
-        self.layout.on_update(lambda _: session.pacer.post("motion-layout", self._place))
+        self.speed.on_update(lambda _: self._on_speed())
+        self.layout.on_update(lambda _: self._on_layout())
+        self.selected.on_update(lambda _: self._on_selected())
+        self.to_edit.on_click(lambda _: self.send_to_edit())
         self.add_noise.on_click(lambda _: self.make_noisy())
         self.denoise.on_click(lambda _: self.start_denoise())
         self.save.on_click(lambda _: self.save_file())
@@ -142,28 +276,55 @@ class MotionPanel(Panel):
     def _on_upload(self, event: viser.GuiEvent) -> None:
         upload = self.upload.value
 
-        def read() -> Clip | JointTrack:
+        def read() -> Clip | JointTrack | Path:
             try:
                 with uploaded_to_file(upload, max_bytes=MAX_CLIP_BYTES, suffix=".npz") as path:
-                    motion = load_motion(path, max_frames=MAX_VIEWER_FRAMES)
+                    if is_pose_set(path):
+                        return self._keep_upload(self._pose_set(path), upload.name)
+                    motion = read_motion(path)
             except InputError as exc:
                 raise InputError(upload_error(exc, upload)) from None
             return dataclasses.replace(motion, source=upload.name)
 
         self._load(read)
 
+    def _keep_upload(self, path: Path, name: str) -> Path:
+        """Move an uploaded pose set out of its temporary file (deleted once the upload is read) into
+        a folder of its own, under the upload's name, for the samples panel to read; the one kept
+        before is deleted."""
+        folder = Path(tempfile.mkdtemp(prefix="dposer-view-samples-"))
+        stem = re.sub(r"[^\w.-]", "_", Path(name).stem).lstrip(".")[:80] or "samples"
+        kept = path.replace(folder / f"{stem}.npz")
+        if self._kept_upload is not None:
+            shutil.rmtree(self._kept_upload.parent, ignore_errors=True)
+        self._kept_upload = kept
+        return kept
+
+    def _load_typed(self) -> None:
+        """Load the clip the Path box names, in the app's read folder (see :class:`viewer.paths.ReadFolder`)."""
+        try:
+            path = self.session.typed_path(self.path.value)
+        except InputError as exc:
+            self.session.notify("Cannot load clip", str(exc), error=True)
+            return
+        if path is not None:
+            self.load_file(path)
+
     def load_file(self, path: Path) -> None:
         """Load a clip or observed joints from a file on the worker (errors become a notification;
-        the current clip stays)."""
-        self._load(lambda: load_motion(path, max_frames=MAX_VIEWER_FRAMES))
+        the current clip stays); a set of poses goes to the samples panel."""
+        self._load(lambda: self._pose_set(path) if is_pose_set(path) else read_motion(path))
 
-    def _load(self, read) -> None:
+    def _load(self, read: Callable[[], Clip | JointTrack | Path]) -> None:
         """Read a motion and compute what its display needs (its joints with the clip's own shape,
-        which way is up) on the worker, then show it."""
+        which way is up and forward) on the worker, then show it. ``read`` returns a path for a
+        file of poses that is no motion (:func:`is_pose_set`)."""
         session = self.session
 
-        def run(ctx: JobContext) -> tuple[Clip | JointTrack, Observations, np.ndarray]:
+        def run(ctx: JobContext) -> tuple[Clip | JointTrack, Observations, np.ndarray] | Path:
             motion = read()
+            if isinstance(motion, Path):
+                return motion
             body = ctx.resources.body
             observations = observe_motion(body, motion)
             root = motion.root_orient
@@ -171,16 +332,37 @@ class MotionPanel(Panel):
                 root = root_from_joints(body, torch.from_numpy(observations.joints)).numpy()
             return motion, observations, root
 
+        def on_done(result: tuple[Clip | JointTrack, Observations, np.ndarray] | Path) -> None:
+            if isinstance(result, Path):
+                session.open_file("samples", result)
+            else:
+                self.set_motion(*result)
+
         def on_error(message: str) -> None:
             session.notify("Cannot load clip", message, error=True)
 
-        session.submit("motion-load", run, on_done=lambda result: self.set_motion(*result), on_error=on_error,
-                       needs_prior=False)
+        session.submit("motion-load", run, on_done=on_done, on_error=on_error, needs_prior=False)
+
+    def keep(self) -> tuple[Clip | JointTrack, Observations, np.ndarray] | None:
+        """The motion loaded (a reload shows it again from its first frame; noise and fits are redone)."""
+        return self._loaded
+
+    def restore(self, kept: object) -> None:
+        self.set_motion(*kept)  # type: ignore[misc]
+
+    def _pose_set(self, path: Path) -> Path:
+        """``path``, a set of poses (:func:`is_pose_set`), for the panel that opens ``"samples"``
+        files; an error when no panel does."""
+        if not any("samples" in panel.file_kinds for panel in self.session.panels.values()):
+            raise InputError(f"is a set of poses, not a motion (no frame rate, root or translation, at most "
+                             f"{MAX_POSE_SET} poses), and no panel here opens pose sets", path)
+        return path
 
     def set_motion(self, motion: Clip | JointTrack, observations: Observations, up_root: np.ndarray) -> None:
         """Show a loaded motion: a clip as its body (noise is added next), observed joints as points
         and bones, ready to be fitted (a root the file lacks is fitted then)."""
         session = self.session
+        self._loaded = (motion, observations, up_root)
         if isinstance(motion, JointTrack):
             frames = motion.num_frames
             known_root = motion.root_orient if motion.root_orient is not None else np.zeros((frames, 3), np.float32)
@@ -209,24 +391,23 @@ class MotionPanel(Panel):
         self.motion = self.observations = self.fit = None
         self.gt_joints = self.denoised = None
         self.errors_mm = {}
-        turn = np.array([[1.0, 0, 0], [0, 0, 1.0], [0, -1.0, 0]]) if z_up_to_y_up(root_orient) else np.eye(3)
+        turn = display_turn(root_orient)
         shown = joints @ turn.T
         margin = float(session.rig.rest_joints[:, 1].min() - session.rig.floor_y)
         center = np.nanmean(shown.reshape(-1, 3), 0)  # NaN: joints not seen
         self._turn = turn
         self._offset = np.array([-center[0], -np.nanmin(shown[..., 1]) + margin, -center[2]])
         self.frame = 0
-        fps_note = " (assumed: the file has no frame rate)" if clip.fps_assumed else ""
-        up_note = "; turned from Z-up to Y-up" if turn[1, 2] else ""
+        length = length_text(clip.num_frames, clip.fps, assumed=clip.fps_assumed)
+        up_note = "; shown Y-up (the file is Z-up)" if z_up_to_y_up(root_orient) else ""
         name = literal(Path(clip.source).name if clip.source else "clip")
-        self.info.content = (
-            f"**{name}**: {clip.num_frames} frames, {clip.fps:g} fps{fps_note}, {clip.duration_s:.1f} s{up_note}"
-        )
+        self.info.content = f"**{name}**: {length}{up_note}"
         self.timeline.max = max(1, clip.num_frames - 1)
         self.timeline.value = 0
         self.timeline.disabled = self.play.disabled = False
         self.add_noise.disabled = self.denoise.disabled = self.save.disabled = self.download.disabled = True
-        self.plot.visible = False
+        self.to_edit.disabled = True
+        self.plot.visible = self.summary.visible = False
 
     def _setup_track(self) -> None:
         self._remove_all()
@@ -337,12 +518,33 @@ class MotionPanel(Panel):
         self._draw_frame()
 
     def _update_plot(self) -> None:
-        if self.clip is None or not self.errors_mm:
+        """Redraw the error plot and its summary with the new ``errors_mm`` (on the display thread)."""
+        self.session.pacer.post("motion-plot", self._show_errors)
+
+    def _show_errors(self) -> None:
+        clip = self.clip
+        if clip is None or not self.errors_mm:
             return
-        frames = np.arange(self.clip.num_frames, dtype=np.float64)
-        missing = np.full(self.clip.num_frames, np.nan)
-        self.plot.data = (frames, self.errors_mm.get("noisy", missing), self.errors_mm.get("denoised", missing))
-        self.plot.visible = True
+        finite = [v[np.isfinite(v)] for v in self.errors_mm.values()]
+        top = max((float(v.max()) for v in finite if v.size), default=0.0)
+        self.plot.scales = {**self.plot.scales, "y": uplot.Scale(range=(0.0, 1.1 * top if top > 0 else 1.0))}
+        self.summary.content = error_summary(self.errors_mm, truth=self.gt_joints is not None)
+        self._marked = None
+        self._draw_plot()
+        self.plot.visible = self.summary.visible = True
+
+    def _draw_plot(self) -> None:
+        """The error plot with its marker at the frame on display (display thread). While playing,
+        the marker moves in steps of about a pixel (:data:`MARKER_STEPS`): the curves go with each
+        step, so a long clip's are not sent for every frame (about 300 KB/s at 30 fps, any length)."""
+        clip = self.clip
+        if clip is None or not self.errors_mm:
+            return
+        step = max(1, clip.num_frames // MARKER_STEPS) if self.playing else 1
+        if self._marked is not None and abs(self.frame - self._marked) < step:
+            return
+        self._marked = self.frame
+        self.plot.data = plot_data(self.errors_mm, clip.num_frames, self.frame)
 
     # -- playback ----------------------------------------------------------------------------------
     def _on_timeline(self, event: viser.GuiEvent) -> None:
@@ -370,8 +572,7 @@ class MotionPanel(Panel):
             clip = self.clip
             if clip is None:
                 return
-            speed = float(self.speed.value.rstrip("x")) if self.speed.value in SPEEDS else 1.0
-            self._play_pos = (self._play_pos + dt * clip.fps * speed) % clip.num_frames
+            self._play_pos = (self._play_pos + dt * clip.fps * self._speed) % clip.num_frames
             self.frame = int(self._play_pos)
             self._draw_frame()
             self.timeline.value = self.frame
@@ -380,13 +581,14 @@ class MotionPanel(Panel):
 
     def stop_play(self) -> None:
         self.player.stop()
+        self.session.pacer.post("motion-marker", self._draw_plot)  # the marker exactly where playback stopped
 
     @property
     def playing(self) -> bool:
         return self.player.playing
 
     def _draw_frame(self) -> None:
-        """Pose every motion body at ``self.frame`` (display thread)."""
+        """Pose every motion body at ``self.frame`` and mark it on the plot (display thread)."""
         f = self.frame
         for key, body in self.bodies.items():
             pose = self._poses.get(key)
@@ -394,18 +596,43 @@ class MotionPanel(Panel):
                 body.set_pose(pose.row(f))
         if self.noisy_joints is not None and self._noisy is not None:
             self._noisy[1].update(self.noisy_joints[f])  # observed joints may miss some (NaN)
+        self._draw_plot()
 
+    # -- choices -------------------------------------------------------------------------------------
+    def _checked(self, handle: viser.GuiDropdownHandle, current: str) -> str:
+        """A dropdown's value, or ``current`` (and a notification) when a page sent another."""
+        return checked_choice(self.session, handle, reset_to=current) or current
+
+    def _on_speed(self) -> None:
+        self._speed = float(self._checked(self.speed, f"{self._speed:g}x").rstrip("x"))
+
+    def _on_layout(self) -> None:
+        self._overlaid = self._checked(self.layout, LAYOUTS[self._overlaid]) == "overlaid"
+        self.session.pacer.post("motion-layout", self._place)
+
+    def _on_selected(self) -> None:
+        self._selected = self._checked(self.selected, self._selected)
+        self.session.pacer.post("motion-layout", self._place)
+
+    def _front(self) -> str | None:
+        """The selected body if it is shown, else the first one shown (a track's fit: the denoised)."""
+        shown = list(self.bodies)  # drawn on the display thread: a copy
+        return self._selected if self._selected in shown else next(iter(shown), None)
+
+    def _opacity(self, key: str) -> float | None:
+        """Overlaid, the bodies not selected are see-through, so that the selected body, the noisy
+        joints and the other bodies all stay visible; side by side every body is opaque."""
+        return BACKGROUND_OPACITY if self._overlaid and key != self._front() else None
+
+    # -- scene -------------------------------------------------------------------------------------
     def _place(self) -> None:
         """Put the clips side by side (original, noisy, denoised) or on top of each other."""
-        overlaid = self.layout.value == "overlaid"
         wxyz = matrix_to_wxyz_np(self._turn)
-        nodes = dict(self.bodies)
-        for key, body in nodes.items():
-            x = 0.0 if overlaid else SLOTS[key]
+        for key, body in dict(self.bodies).items():
+            x = 0.0 if self._overlaid else SLOTS[key]
             body.position = self._offset + np.array([x, 0.0, 0.0])
             body.wxyz = wxyz
-            if key == "original":
-                body.set_opacity(0.45 if overlaid and len(nodes) > 1 else None)
+            body.set_opacity(self._opacity(key))
         if self._noisy is not None:
             frame = self._noisy[0]
             frame.position = self._offset + np.array([0.0, 0.0, 0.0])
@@ -415,9 +642,11 @@ class MotionPanel(Panel):
         """Show the body ``key`` (made once, then reused: see BodyHandle.set_rig)."""
         body = self._made.get(key)
         if body is None:
-            body = self._made[key] = BodyHandle(self.session.scene, f"/motion/{key}", self.session.rig, color=color)
+            body = self._made[key] = BodyHandle(self.session.scene, f"/motion/{key}", self.session.rig,
+                                                color=color, contact=True)
         body.visible = True
         self.bodies[key] = body
+        self.to_edit.disabled = False
 
     def _hide_body(self, key: str) -> None:
         body = self.bodies.pop(key, None)
@@ -430,6 +659,19 @@ class MotionPanel(Panel):
         if self._noisy is not None:
             self._noisy[0].remove()  # the frame, with its points and lines (not skinned: safe)
         self._noisy = None
+
+    # -- to the Edit panel ---------------------------------------------------------------------------
+    def send_to_edit(self) -> None:
+        """Make the selected body's pose at the frame on display the current pose (an undo step)
+        and open the Edit panel."""
+        clip, key, f = self.clip, self._front(), self.frame
+        poses = {"original": None if clip is None else clip.pose_body, "denoised": self.denoised}.get(key)
+        if poses is None or f >= len(poses):
+            return
+        name = Path(clip.source).name if clip.source else "the clip"
+        label = f"frame {f} of {name}" + (" (denoised)" if key == "denoised" else "")
+        self.session.set_pose(poses[f], label=label)
+        self.session.activate("edit")
 
     # -- export ------------------------------------------------------------------------------------
     def denoised_clip(self) -> Clip | None:
@@ -484,7 +726,7 @@ class MotionPanel(Panel):
         once for all, so the bodies that appear later are already in view."""
         if self.clip is None:
             return None
-        return (0.0, 0.0) if self.layout.value == "overlaid" else (-SLOT_M, SLOT_M)
+        return (0.0, 0.0) if self._overlaid else (-SLOT_M, SLOT_M)
 
     def shown_bodies(self) -> list[ShownBody]:
         """The clip's bodies at the current frame (the original and the denoised, when shown)."""
@@ -504,5 +746,5 @@ class MotionPanel(Panel):
             out.append(ShownBody(
                 f"{key}_frame_{f}", np.asarray(pose[f], np.float32), np.asarray(root[f], np.float32),
                 None if trans is None else np.asarray(trans[f], np.float32), position=tuple(body.position),
-                wxyz=tuple(body.wxyz), color=colors[key]))
+                wxyz=tuple(body.wxyz), color=colors[key], opacity=self._opacity(key)))
         return out
