@@ -36,7 +36,8 @@ def test_a_tab_sees_its_own_job_and_its_completion_runs_during_another_tabs_gene
         start_long_generation(page_a, tab_a)
         # Tab A: a progress bar, a Cancel button, and the status line with its steps and time left.
         wait_until(lambda: tab_a.job_bar.visible and tab_a.job_bar.value > 0, timeout=60, what="A's progress bar")
-        assert re.search(r"\*\*job\*\* generate \d+/1000, (\d+ min )?\d+ s left", tab_a.status.content), tab_a.status.content
+        status = tab_a.status.content
+        assert re.search(r"\*\*job\*\* generate \d+/1000, (\d+ min )?\d+ s left", status), status
         page_a.get_by_role("button", name="Cancel generate").wait_for(state="attached", timeout=30_000)
         # Tab B is idle and says so: the other tab's job is not its job.
         assert "**job** idle" in tab_b.status.content and not tab_b.job_bar.visible
