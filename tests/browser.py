@@ -199,3 +199,11 @@ def open_panel(page: Any, label: str) -> None:
     bar = gui_row(page, "Panel")
     click(bar.get_by_role("button", name=PANELS[index].short_label or label, exact=True))
     page.locator(f'style[data-active-panel="{index}"]').wait_for(state="attached", timeout=30_000)
+
+
+def save_shot(page: Any, name: str) -> None:
+    """Keep a screenshot of ``page`` to look at by hand, as ``$DPOSER_SHOTS/name`` (not kept when unset)."""
+    folder = os.environ.get("DPOSER_SHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(folder) / name), timeout=120_000)

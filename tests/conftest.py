@@ -67,6 +67,21 @@ def open_tab(chromium, app):
     return context, page, session
 
 
+@pytest.fixture(scope="module")
+def headless_app(tmp_path_factory):
+    """The viewer on the shipped prior with no tab connected, for tabs without a browser
+    (``tests/fake_tab.py``). Not a browser test's app: fake tabs draw into the server's scene,
+    which every real tab would see."""
+    from viewer.app import ViewerApp
+
+    from browser import wait_until
+
+    app = ViewerApp(port=0, verbose=False, export_dir=tmp_path_factory.mktemp("exports"))
+    wait_until(lambda: app.resources.prior is not None, timeout=60, what="the prior to load")
+    yield app
+    app.stop()
+
+
 @pytest.fixture
 def viewer_tab(chromium, viewer_app):
     """``(page, session)``: a fresh browser tab on ``viewer_app`` (its own session: tests do not

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import re
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -21,23 +20,16 @@ from viewer.panels.complete import MAX_HYPOTHESES
 from viewer.panels.edit import PIN_COLOR, plausibility_text
 from viewer.widgets import MAX_POSE_FILE_BYTES
 
-from browser import BODY_BOX, click, colour_fraction, gui_row, project, screenshot_array, wait_until
+from browser import BODY_BOX, click, colour_fraction, gui_row, project, save_shot, screenshot_array, wait_until
 
-SHOTS = Path("/tmp/h/shots")
 SPINE3, NECK, HEAD, R_WRIST = 9, 12, 15, 21  # SMPL-X joints
 UPPER = [SPINE3, NECK, HEAD]
 
 
 # -- a session without a browser ---------------------------------------------------------------
 @pytest.fixture(scope="module")
-def app(tmp_path_factory):
-    """The viewer on the shipped prior, with no tab connected."""
-    from viewer.app import ViewerApp
-
-    app = ViewerApp(port=0, verbose=False, export_dir=tmp_path_factory.mktemp("exports"))
-    wait_until(lambda: app.resources.prior is not None, timeout=60, what="the prior to load")
-    yield app
-    app.stop()
+def app(headless_app):
+    return headless_app
 
 
 @pytest.fixture
@@ -356,7 +348,6 @@ def test_pins_in_the_page(viewer_tab, val_poses):
     drag_wrist(session, np.array([0.1, 0.12, -0.05]))
     assert np.linalg.norm(joints(session)[UPPER] - before[UPPER], axis=-1).max() < 1e-3
     page.wait_for_timeout(1500)  # a few frames for the meshes
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / "edit_pins.png"))
+    save_shot(page, "edit_pins.png")
     image = screenshot_array(page)
     assert colour_fraction(image, PIN_COLOR, box=BODY_BOX) > 0.003, "no pinned joint in the pin colour"

@@ -3,12 +3,11 @@ one tab's long job not holding up another tab (see viewer.worker's lanes)."""
 
 from __future__ import annotations
 
-import os
 import re
 
 import pytest
 
-from browser import click, open_panel, set_gui_number, wait_until
+from browser import click, open_panel, save_shot, set_gui_number, wait_until
 from conftest import open_tab
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -36,8 +35,8 @@ def test_a_tab_sees_its_own_job_and_its_completion_runs_during_another_tabs_gene
         start_long_generation(page_a, tab_a)
         # Tab A: a progress bar, a Cancel button, and the status line with its steps and time left.
         wait_until(lambda: tab_a.job_bar.visible and tab_a.job_bar.value > 0, timeout=60, what="A's progress bar")
-        status = tab_a.status.content
-        assert re.search(r"\*\*job\*\* generate \d+/1000, (\d+ min )?\d+ s left", status), status
+        wait_until(lambda: re.search(r"\*\*job\*\* generate \d+/1000, (\d+ min )?\d+ s left", tab_a.status.content),
+                   what=lambda: f"A's steps and time left in its status line: {tab_a.status.content}")
         page_a.get_by_role("button", name="Cancel generate").wait_for(state="attached", timeout=30_000)
         # Tab B is idle and says so: the other tab's job is not its job.
         assert "**job** idle" in tab_b.status.content and not tab_b.job_bar.visible
@@ -82,8 +81,7 @@ def test_cancel_stops_the_tabs_job_and_says_so(viewer_tab):
     wait_until(lambda: session.job_bar.visible, timeout=60, what="the progress bar")
     cancel = page.get_by_role("button", name="Cancel denoise")
     cancel.wait_for(timeout=30_000)
-    if (shots := os.environ.get("DPOSER_SHOTS")):  # to look at by hand
-        page.screenshot(path=os.path.join(shots, "job_progress.png"))
+    save_shot(page, "job_progress.png")
     click(cancel)
     wait_until(lambda: session.app.worker.job_of(session) is None, timeout=30, what="the job to stop")
     wait_until(lambda: not session.job_cancel.visible and "**job** idle" in session.status.content,

@@ -29,22 +29,13 @@ from viewer.panels.motion import (
     plot_data,
 )
 
-from browser import click, open_panel, set_gui_number, wait_until
-
-SHOTS = Path("/tmp/h/shots")
+from browser import click, open_panel, save_shot, set_gui_number, wait_until
 
 
 # -- a session without a browser ---------------------------------------------------------------
 @pytest.fixture(scope="module")
-def app(tmp_path_factory):
-    """The viewer on the shipped prior with no tab connected (not the browser test's app: fake
-    tabs draw into the server's scene, which every real tab would see)."""
-    from viewer.app import ViewerApp
-
-    app = ViewerApp(port=0, verbose=False, export_dir=tmp_path_factory.mktemp("exports"))
-    wait_until(lambda: app.resources.prior is not None, timeout=60, what="the prior to load")
-    yield app
-    app.stop()
+def app(headless_app):
+    return headless_app
 
 
 @pytest.fixture
@@ -351,5 +342,4 @@ def test_the_plot_in_the_browser_counts_frames_and_marks_the_scrubbed_one(viewer
     at = "() => { const d = (" + CHART + ")().data; const i = d[3].findIndex(v => v > 1); return d[0][i]; }"
     wait_until(lambda: page.evaluate(at) == 200, timeout=30, what="the marker at frame 200 in the page")
     page.get_by_text("MPJPE vs the clean clip").first.wait_for(timeout=30_000)  # the summary under the plot
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / "motion_plot.png"))
+    save_shot(page, "motion_plot.png")

@@ -21,25 +21,18 @@ from browser import (
     colour_fraction,
     open_panel,
     project,
+    save_shot,
     screenshot_array,
     set_gui_number,
     upload_file,
     wait_until,
 )
 
-SHOTS = Path("/tmp/h/shots")
-
 
 # -- a session without a browser ---------------------------------------------------------------
 @pytest.fixture(scope="module")
-def app(tmp_path_factory):
-    """The viewer on the shipped prior, with no tab connected."""
-    from viewer.app import ViewerApp
-
-    app = ViewerApp(port=0, verbose=False, export_dir=tmp_path_factory.mktemp("exports"))
-    wait_until(lambda: app.resources.prior is not None, timeout=60, what="the prior to load")
-    yield app
-    app.stop()
+def app(headless_app):
+    return headless_app
 
 
 @pytest.fixture
@@ -304,8 +297,7 @@ def test_twelve_samples_in_the_page_a_click_selects_one(viewer_tab, demo_poses, 
     wait_until(lambda: gen._framed is not None and np.allclose(cam.position, gen._framed[0], atol=1e-3), timeout=30,
                what=lambda: f"the grid's view in the tab: camera at {cam.position}, the grid's view {gen._framed}")
     page.wait_for_timeout(1500)  # a few frames for the meshes
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / "samples_grid_12.png"))
+    save_shot(page, "samples_grid_12.png")
     image = screenshot_array(page)
     h, w = image.shape[:2]
     assert colour_fraction(image, SAMPLE_COLOR, box=(0, 0, int(0.75 * w), h)) > 0.02, "no samples in the free canvas"
@@ -317,7 +309,7 @@ def test_twelve_samples_in_the_page_a_click_selects_one(viewer_tab, demo_poses, 
     page.mouse.click(x, y)
     wait_until(lambda: gen.selected == k, timeout=30, what=lambda: f"sample #{k} selected (now {gen.selected})")
     page.wait_for_timeout(1500)  # the labels are drawn in the canvas, not the page's text
-    page.screenshot(path=str(SHOTS / "samples_grid_12_selected.png"))
+    save_shot(page, "samples_grid_12_selected.png")
     image = screenshot_array(page)
     box = (int(x) - 40, int(y) - 80, int(x) + 40, int(y) + 80)
     assert colour_fraction(image, SELECTED_COLOR, box=box, hue_tol=12) > 0.2, "the clicked sample is not highlighted"
@@ -335,4 +327,4 @@ def test_twelve_samples_in_the_page_a_click_selects_one(viewer_tab, demo_poses, 
     np.testing.assert_array_equal(gen.samples, demo_poses[:16])
     wait_until(lambda: len(gen.bodies) == 16 and session.pacer.idle(), what="the 16 samples drawn")
     page.wait_for_timeout(3000)
-    page.screenshot(path=str(SHOTS / "samples_uploaded_16.png"))
+    save_shot(page, "samples_uploaded_16.png")

@@ -440,13 +440,13 @@ class ClientSession:
             running += " (waiting)"
         elif job is not None and (left := job.seconds_left()) is not None:
             running += f", {_duration(left)} left"
-        self._show_job(job)
         text = (
             f"**device** {res.device.type} &nbsp;·&nbsp; **prior** {prior}  \n"
             f"**body** {body} &nbsp;·&nbsp; **job** {running}"
         )
         if self.status.content != text:
             self.status.content = text
+        self._show_job(job)  # after the line it belongs to
 
     def _show_job(self, job: Job | None) -> None:
         """This tab's job under the status line (which gives its steps and time left): a progress bar
