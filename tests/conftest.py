@@ -68,7 +68,7 @@ def open_tab(chromium, app):
 
 
 @pytest.fixture(scope="module")
-def headless_app(tmp_path_factory):
+def app(tmp_path_factory):
     """The viewer on the shipped prior with no tab connected, for tabs without a browser
     (``tests/fake_tab.py``). Not a browser test's app: fake tabs draw into the server's scene,
     which every real tab would see."""
@@ -80,6 +80,16 @@ def headless_app(tmp_path_factory):
     wait_until(lambda: app.resources.prior is not None, timeout=60, what="the prior to load")
     yield app
     app.stop()
+
+
+@pytest.fixture
+def session(app):
+    """A fresh tab of ``app`` without a browser (:func:`fake_tab.fake_session`)."""
+    from fake_tab import fake_session
+
+    session = fake_session(app)
+    yield session
+    session.close()
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from fake_tab import fake_session, run_coroutine, send_as_the_browser, settle, upload_as_the_browser
+from fake_tab import run_coroutine, send_as_the_browser, settle, upload_as_the_browser
 
 from prior.plausibility import Plausibility, calibrate, label_for, plausibility
 from viewer.body_handle import BODY_COLOR
@@ -26,19 +26,7 @@ SPINE3, NECK, HEAD, R_WRIST = 9, 12, 15, 21  # SMPL-X joints
 UPPER = [SPINE3, NECK, HEAD]
 
 
-# -- a session without a browser ---------------------------------------------------------------
-@pytest.fixture(scope="module")
-def app(headless_app):
-    return headless_app
-
-
-@pytest.fixture
-def session(app):
-    session = fake_session(app)
-    yield session
-    session.close()
-
-
+# -- a session without a browser: conftest's ``app`` and ``session`` ------------------------------
 @pytest.fixture(scope="module")
 def val_poses(shared_data) -> np.ndarray:
     with np.load(shared_data / "amass_body_poses.npz") as f:

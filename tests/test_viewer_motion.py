@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 import viser
-from fake_tab import fake_session, press, send_as_the_browser, settle
+from fake_tab import press, send_as_the_browser, settle
 
 from prior.files import asset_path
 from prior.rotations import axis_angle_to_matrix, wxyz_to_matrix_np
@@ -32,18 +32,11 @@ from viewer.panels.motion import (
 from browser import click, open_panel, save_shot, set_gui_number, wait_until
 
 
-# -- a session without a browser ---------------------------------------------------------------
-@pytest.fixture(scope="module")
-def app(headless_app):
-    return headless_app
-
-
+# -- a session without a browser: conftest's ``app`` and ``session``, with Motion open ------------
 @pytest.fixture
-def session(app):
-    session = fake_session(app)
+def session(session):
     session.activate("motion")
-    yield session
-    session.close()
+    return session
 
 
 @pytest.fixture(scope="module")

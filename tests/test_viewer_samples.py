@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from fake_tab import fake_session, send_as_the_browser, settle
+from fake_tab import send_as_the_browser, settle
 
 from viewer.panels.base import grid_positions
 from viewer.panels.generate import MAX_SAMPLES, ROW_M, SAMPLE_COLOR, SELECTED_COLOR, SPACING_M
@@ -29,19 +29,7 @@ from browser import (
 )
 
 
-# -- a session without a browser ---------------------------------------------------------------
-@pytest.fixture(scope="module")
-def app(headless_app):
-    return headless_app
-
-
-@pytest.fixture
-def session(app):
-    session = fake_session(app)
-    yield session
-    session.close()
-
-
+# -- a session without a browser: conftest's ``app`` and ``session`` ------------------------------
 @pytest.fixture(scope="module")
 def demo_poses(shared_data) -> np.ndarray:
     with np.load(shared_data / "dposer_demo_poses.npz") as f:
