@@ -37,12 +37,14 @@ def test_a_tab_sees_its_own_job_and_its_completion_runs_during_another_tabs_gene
         wait_until(lambda: tab_a.job_bar.visible and tab_a.job_bar.value > 0, timeout=60, what="A's progress bar")
         wait_until(lambda: re.search(r"\*\*job\*\* generate \d+/1000, (\d+ min )?\d+ s left", tab_a.status.content),
                    what=lambda: f"A's steps and time left in its status line: {tab_a.status.content}")
-        page_a.get_by_role("button", name="Cancel generate").wait_for(state="attached", timeout=30_000)
+        wait_until(lambda: tab_a.job_cancel.visible and tab_a.job_cancel.label == "Cancel generate",
+                   what="A's Cancel button")
         # Tab B is idle and says so: the other tab's job is not its job.
         assert "**job** idle" in tab_b.status.content and not tab_b.job_bar.visible
-        # B's completion runs while A's generation goes on, between its steps. (Started as its button
-        # does: a click in a second tab of this software-rendered browser can take longer than the
-        # whole generation.)
+        # B's completion runs while A's generation goes on, between its steps. (Started at once and as
+        # its button does: waiting on the page of this software-rendered browser, or a click in its
+        # second tab, can take longer than the whole generation. The page's Cancel button is the
+        # next test's.)
         complete.start()
         wait_until(lambda: "complete_first_update" in tab_b.timings, timeout=120, what="B's first update")
         ta, tb = dict(tab_a.timings), dict(tab_b.timings)
