@@ -173,9 +173,10 @@ class Complete(Common):
     """Completions per pose (1..1000; poses x hypotheses at most 10,000,000). The poses are solved in
     chunks, so the solver's memory does not grow with the number of poses N; the result is held
     whole until it is written: about 0.5 KB x H per pose (pose_body and joints, float32)."""
-    solver: Literal["dps", "dposer", "scoresde"] = "dps"
+    solver: Literal["dps", "dposer", "dposer-paper", "scoresde"] = "dps"
     """dps: guided posterior sampling (hypothesis 0 = the consensus of the draws); dposer: DPoser's
-    own optimisation; scoresde: the ScoreSDE replacement sampler."""
+    optimisation with our defaults; dposer-paper: the original code's optimisation exactly (its time
+    grid, one shared start per pose, its batch-mean loss); scoresde: the ScoreSDE replacement sampler."""
     steps: int = 1000
     """Sampler steps for the scoresde solver (1..100000)."""
     seed: int | None = None
@@ -278,7 +279,7 @@ class Eval(Common):
     baseline draws that many)."""
     parts: tuple[str, ...] = ("left_leg", "right_leg", "left_arm", "right_arm", "trunk", "legs", "arms")
     """Parts to complete."""
-    solvers: tuple[Literal["dps", "dposer", "scoresde"], ...] = ("dps", "dposer")
+    solvers: tuple[Literal["dps", "dposer", "dposer-paper", "scoresde"], ...] = ("dps", "dposer")
     """Completion solvers evaluated."""
     baselines_only: bool = False
     """Skip the prior: only the mean-pose and nearest-neighbour baselines."""
@@ -370,6 +371,14 @@ class Denoise(Common):
     fit_root: bool = False
     """Also fit the root orientation and translation instead of taking them from the input (always
     on for --joints without root_orient and trans)."""
+    method: Literal["ours", "paper"] = "ours"
+    """ours: our defaults (SNR-weighted prior, temporal term on joints, start at the mean pose, linear
+    time); paper: the original code's motion denoising exactly (unweighted prior, temporal term on
+    the body's mesh vertices, start about the zero pose, its staircase time grid and its settings for
+    the noise level nearest --noise-std: 0.02, 0.04 or 0.1 m). README: "Faithful to DPoser"."""
+    smooth: bool = False
+    """Gaussian-smooth the result over time (window 3, sigma 2, ends kept), as the original does before it
+    reports errors."""
     seed: int | None = None
     """Random seed (0..2^63-3): the same seed gives the same noise and the same result."""
     metrics: Path | None = None
@@ -403,7 +412,10 @@ class Denoise(Common):
         source = self.clip if self.clip is not None else self.joints
         motion = load_clip(self.clip) if self.clip is not None else load_joints(self.joints, key=self.joints_key)
         try:
-            options = DenoiseOptions(window=self.window, overlap=self.overlap, fit_root=self.fit_root)
+            settings = {"window": self.window, "overlap": self.overlap, "fit_root": self.fit_root,
+                        "smooth": self.smooth}
+            paper = DenoiseOptions.paper(noise_std if noise_std > 0 else 0.04, **settings)
+            options = paper if self.method == "paper" else DenoiseOptions(**settings)
             observed = None if self.observed is None else parse_observed(self.observed)
         except ValueError as e:
             raise InputError(str(e)) from None
@@ -431,7 +443,8 @@ class Denoise(Common):
                 report = {
                     "input": str(source), "frames": fit.clip.num_frames, "fps": fit.clip.fps,
                     "noise_std_m": noise_std, "seed": self.seed,
-                    "observed": list(observed or range(NUM_SKELETON_JOINTS)), "fit_root": fit.root_fitted, **metrics,
+                    "observed": list(observed or range(NUM_SKELETON_JOINTS)), "fit_root": fit.root_fitted,
+                    "method": self.method, "smooth": self.smooth, **metrics,
                 }
                 stack.enter_context(atomic_write(self.metrics)).write(json.dumps(report, indent=2).encode("utf-8"))
         summary = f"fit {metrics['fit_mm']:.1f} mm to the observations"

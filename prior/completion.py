@@ -7,13 +7,14 @@ from typing import Literal
 
 import torch
 
-from .optim import Adam, DPoserSchedule, prior_residual, prior_weights
+from .optim import PAPER_COMPLETION, Adam, DPoserSchedule, prior_residual, prior_weights
 from .pose_prior import PosePrior, TimeSchedule, as_tensor
-from .progress import CancelFlag, Progress, ProgressFn, check_cancel, cpu_copy, make_generator, should_report
+from .progress import CancelFlag, NoiseFn, Progress, ProgressFn, check_cancel, cpu_copy, make_generator, should_report
 from .sampling import EulerMaruyama
 from .space import BODY_SPACE, PoseSpace
 
-Solver = Literal["dposer", "dps", "scoresde"]
+Solver = Literal["dposer", "dposer-paper", "dps", "scoresde"]
+SOLVERS: tuple[Solver, ...] = ("dps", "dposer", "dposer-paper", "scoresde")
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,7 @@ def complete(
     callback_every: int = 5,
     cancel: CancelFlag | None = None,
     max_batch_rows: int = MAX_BATCH_ROWS,
+    noise: NoiseFn | None = None,
 ) -> CompletionResult:
     """Complete the masked dims of ``pose_body: (N, D)`` (axis-angle, ``D = prior.space.dim``);
     ``mask: (D,)`` or ``(N, D)``, True = unknown. Returns ``H = hypotheses`` completions per pose, the
@@ -123,9 +125,18 @@ def complete(
     of the draws, the others are draws: more diverse than the optimisation, and both the best-of-H
     and the single answer are closer to the truth on AMASS val (see checkpoints/README.md); one
     guided step costs a forward and a backward pass, 100 of them about what DPoser's 200 cost.
-    ``solver="scoresde"``: the PC sampler over ``steps`` steps, replacing observed dims by a
-    forward-noised copy of the observation after each step.
-    ``init`` (dposer solver): masked dims start from N(0, 1) noise in model space (DPoser), or from
+    ``solver="dposer-paper"``: the original code's optimisation exactly (``DPoserComp.optimize`` in
+    ``run/completion.py``, checked against outputs of that code in ``tests/data/dposer_original``):
+    its staircase time grid (``PAPER_COMPLETION``, t = 0.201 - 0.001 k), one random start shared
+    by all hypotheses of a pose (they differ only by the prior's noise draws) and its loss averaged
+    over the whole batch of poses (Adam's ``eps`` then acts on a gradient ``P`` times smaller, for
+    ``P`` poses per chunk). ``"dposer"`` differs in those three (README, "Faithful to DPoser").
+    ``solver="scoresde"``: ScoreSDE's PC sampler over ``steps`` steps with inpainting as the
+    original intends it (``sampling.py``'s imputation, task ``'completion'``): before the network
+    and again after the Euler-Maruyama step, the observed dims are replaced by the observation
+    forward-noised to the step's time ``t_i``. (The original's shipped ``completion2`` demo passes a
+    task name for which the replacement never fires, so it never sees the observation.)
+    ``init`` (dposer solvers): masked dims start from N(0, 1) noise in model space (DPoser), or from
     ``pose_body`` itself to refine a pose rather than re-imagine the masked part.
 
     Poses are solved in chunks of at most ``max_batch_rows`` solver rows (a pose has ``H`` rows,
@@ -135,6 +146,8 @@ def complete(
     pose's completions depend on ``seed``, its index and itself only: not on the other poses, on
     ``N`` or on the chunking. With more poses than one chunk holds, ``callback`` streams the chunk
     being solved (``extra["poses"] = (start, stop)``) and counts steps over all chunks.
+    ``noise``: a function ``shape -> standard normal draws`` that replaces those generators (to feed
+    recorded random numbers, e.g. the original code's, in the order the solver draws them).
     """
     device, dim = prior.device, prior.space.dim
     pose_body = as_tensor(pose_body, device)
@@ -146,18 +159,21 @@ def complete(
         raise ValueError("hypotheses must be >= 1")
     if max_batch_rows < 1:
         raise ValueError("max_batch_rows must be >= 1")
-    expected = {"dposer": DPoserSchedule, "dps": PosteriorSchedule}.get(solver)
-    if solver not in ("dposer", "dps", "scoresde"):
-        raise ValueError(f"unknown solver {solver!r}; expected 'dposer', 'dps' or 'scoresde'")
+    expected = {"dposer": DPoserSchedule, "dposer-paper": DPoserSchedule, "dps": PosteriorSchedule}.get(solver)
+    if solver not in SOLVERS:
+        raise ValueError(f"unknown solver {solver!r}; expected one of {', '.join(SOLVERS)}")
     if schedule is not None and not isinstance(schedule, expected or ()):
         raise ValueError(f"schedule {type(schedule).__name__} does not fit solver {solver!r}")
-    if init != "noise" and solver != "dposer":
-        raise ValueError("init='pose' needs solver='dposer'")
+    if init != "noise" and solver not in ("dposer", "dposer-paper"):
+        raise ValueError("init='pose' needs a dposer solver")
     if solver == "dps":
         schedule = schedule if schedule is not None else PosteriorSchedule.for_prior(prior)
         rows, total = max(hypotheses - 1, schedule.consensus_draws, 1), schedule.total
     elif solver == "dposer":
         schedule = schedule if schedule is not None else DPoserSchedule.for_prior(prior)
+        rows, total = hypotheses, schedule.total
+    elif solver == "dposer-paper":
+        schedule = schedule if schedule is not None else PAPER_COMPLETION
         rows, total = hypotheses, schedule.total
     else:
         rows, total = hypotheses, steps
@@ -167,7 +183,7 @@ def complete(
     out = torch.empty(n, hypotheses, dim)
     for c, start in enumerate(chunks):
         stop = min(start + chunk, n)
-        noise = PoseNoise([pose_seed(base_seed, i) for i in range(start, stop)], device)
+        draw = noise or PoseNoise([pose_seed(base_seed, i) for i in range(start, stop)], device)
 
         def report(step: int, _total: int, t: float, x: torch.Tensor, start=start, stop=stop, c=c) -> None:
             step, all_steps = c * total + step, len(chunks) * total
@@ -177,7 +193,7 @@ def complete(
                 callback(Progress("complete", step, all_steps, t, cpu_copy(pose), extra))
 
         out[start:stop] = _complete_chunk(prior, pose_body[start:stop], masked[start:stop], hypotheses, solver,
-                                          schedule, steps, noise, init, report, cancel).cpu()
+                                          schedule, steps, draw, init, report, cancel).cpu()
     return CompletionResult(pose_body=out, mask=torch.as_tensor(mask, dtype=torch.bool).cpu())
 
 
@@ -188,7 +204,7 @@ def _to_output(prior, x: torch.Tensor, pose_body: torch.Tensor, masked: torch.Te
 
 
 def _complete_chunk(prior, pose_body, masked, hypotheses: int, solver: Solver, schedule, steps: int,
-                    noise: PoseNoise, init: str, report, cancel) -> torch.Tensor:
+                    noise: NoiseFn, init: str, report, cancel) -> torch.Tensor:
     """``(P, H, D)`` completions of the ``P`` poses ``pose_body`` (see :func:`complete`)."""
     if solver == "dps":  # needs autograd through the network: no inference mode
         with torch.no_grad():
@@ -198,25 +214,36 @@ def _complete_chunk(prior, pose_body, masked, hypotheses: int, solver: Solver, s
         # Flatten (pose, hypothesis) into one batch: row r = pose r // H, hypothesis r % H.
         obs = prior.normalize(pose_body).repeat_interleave(hypotheses, dim=0)
         masked_rows = masked.repeat_interleave(hypotheses, dim=0)
-        if solver == "dposer":
+        if solver in ("dposer", "dposer-paper"):
             start = None if init == "noise" else obs
-            x = _dposer_solve(prior, obs, masked_rows, schedule, noise, report, cancel, start)
+            paper = solver == "dposer-paper"
+            x = _dposer_solve(prior, obs, masked_rows, schedule, noise, report, cancel, start,
+                              shared_start=hypotheses if paper else 1, batch_mean=paper)
         else:
             x = _scoresde_solve(prior, obs, masked_rows, steps, noise, report, cancel)
         return _to_output(prior, x, pose_body, masked, hypotheses)
 
 
 def _dposer_solve(prior, obs, masked, schedule: DPoserSchedule, noise, report, cancel, start=None,
-                  step0: int = 0, total: int | None = None) -> torch.Tensor:
+                  step0: int = 0, total: int | None = None, *, shared_start: int = 1,
+                  batch_mean: bool = False) -> torch.Tensor:
+    """DPoser's optimisation of the rows ``obs: (B, D)``. ``shared_start = H``: each run of ``H``
+    rows (a pose's hypotheses) starts from its first row's draw (the original's one start);
+    ``batch_mean``: the loss is averaged over all ``B / H`` poses too (the original's batch mean),
+    not per row."""
     device = obs.device
     observed = (~masked).float()
     init = noise(obs.shape) if start is None else start
+    if shared_start > 1:
+        init = init.reshape(-1, shared_start, obs.shape[1])[:, :1].expand(-1, shared_start, -1).reshape(obs.shape)
     x = torch.where(masked, init, obs)
     times = torch.as_tensor(schedule.times(), dtype=torch.float32, device=device)
     sched = prior.schedule(times)
     weight = prior_weights(sched)
     adam = Adam(schedule.lr)
     inv_dim = 1.0 / obs.shape[1]  # per-sample mean over the pose dims keeps hypotheses independent
+    if batch_mean:
+        inv_dim /= obs.shape[0] // shared_start
     for k in range(schedule.total):
         check_cancel(cancel)
         it = k // schedule.steps_per_iter
@@ -228,18 +255,23 @@ def _dposer_solve(prior, obs, masked, schedule: DPoserSchedule, noise, report, c
 
 
 class _Inpainting:
-    """A predictor whose update puts the observed dims back after every step, forward-noised to
-    the step's time (ScoreSDE's inpainting: ``get_inpaint_update_fn`` in ``yang-song/score_sde``)."""
+    """ScoreSDE's inpainting as the original intends it (``get_imputation_update_fn`` in DPoser's
+    ``sampling.py``, task ``'completion'``): every update of the sampler (its corrector, "none" in
+    DPoser's config, then its predictor) is followed by putting the observed dims back,
+    forward-noised to the step's time ``t_i``: ``alpha_i obs + std_i z``."""
 
-    def __init__(self, predictor: EulerMaruyama, obs: torch.Tensor, masked: torch.Tensor, noise: PoseNoise):
+    def __init__(self, predictor: EulerMaruyama, obs: torch.Tensor, masked: torch.Tensor, noise: NoiseFn):
         self.predictor, self.obs, self.masked, self.noise = predictor, obs, masked, noise
 
-    def step(self, x: torch.Tensor, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The predictor's ``(x, x_mean)`` with ``x``'s observed dims replaced by ``alpha_i obs + std_i z``."""
-        x, x_mean = self.predictor.step(x, i)
+    def _observed(self, x: torch.Tensor, i: int) -> torch.Tensor:
         sched = self.predictor.sched
-        noisy_obs = sched.alpha[i] * self.obs + sched.std[i] * self.noise(x.shape)
-        return torch.where(self.masked, x, noisy_obs), x_mean
+        return torch.where(self.masked, x, sched.alpha[i] * self.obs + sched.std[i] * self.noise(x.shape))
+
+    def step(self, x: torch.Tensor, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The predictor's ``(x, x_mean)`` from ``x`` with its observed dims put back at ``t_i``
+        (after the corrector), and ``x``'s put back again after the step (``x_mean``'s are not)."""
+        x, x_mean = self.predictor.step(self._observed(x, i), i)
+        return self._observed(x, i), x_mean
 
 
 def _scoresde_solve(prior, obs, masked, steps: int, noise, report, cancel, eps: float = 1e-3) -> torch.Tensor:

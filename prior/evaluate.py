@@ -26,7 +26,8 @@ from .sampling import generate
 from .space import BODY_SPACE
 
 EVAL_PARTS: tuple[str, ...] = ("left_leg", "right_leg", "left_arm", "right_arm", "trunk", "legs", "arms")
-SOLVER_NAMES: dict[str, str] = {"dps": "DPS", "dposer": "DPoser", "scoresde": "ScoreSDE"}
+SOLVER_NAMES: dict[str, str] = {"dps": "DPS", "dposer": "DPoser", "dposer-paper": "DPoser (paper)",
+                                "scoresde": "ScoreSDE"}
 
 
 @dataclass

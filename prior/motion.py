@@ -1,30 +1,39 @@
 """Sequence fitting with DPoser's prior: per-frame body poses of a clip fitted to observations.
 
 DPoser's motion denoising (Lu et al., "DPoser", arXiv 2312.05541; ``MotionDenoise`` in
-``moonbow721/DPoser``, ``run/tester/body/motion_denoising.py``): Adam on every frame's
-``pose_body`` at once, minimising
+``moonbow721/DPoser``, ``run/motion_denoising.py``): Adam on every frame's ``pose_body`` at
+once, minimising
 
     data     100 / (1 + it^2) * mean ||J(pose) - J_noisy||      (observed joints, not squared)
     temporal  10 (1 + it)     * mean ||J_t - J_(t+1)||          (22 joints, consecutive frames)
     prior    0.1 (1 + it)     * mean_t sum_d w (x - x0_hat)^2   (model space, x0_hat detached)
 
 over 3 outer iterations of 60 steps while the prior's diffusion time falls from 0.25 to 0.003.
-The prior term sums over the dims of a frame (DPoser's motion code: ``sum(...) / batch_size``)
-with completion's weight ``w = 0.5 sqrt(1 + alpha / std)``.
+The prior term sums over the dims of a frame (DPoser's motion code: ``sum(...) / batch_size``).
+
+Our defaults differ from the original code in four ways, each a :class:`DenoiseOptions` field,
+and :meth:`DenoiseOptions.paper` sets all four back (checked against outputs of the original code
+in ``tests/data/dposer_original``; the measured effect of each is in the README): the prior weight
+``w = 0.5 sqrt(1 + alpha / std)`` as in completion (the original: ``w = 0.5``); the temporal term on
+the 22 joints (the original: on the mesh vertices); the start at the prior's mean (the original:
+``0.01 N(0, 1)``, about the zero pose); the time falling linearly (the original: a staircase on a
+500-step grid). The original also Gaussian-smooths its result before it reports errors: the
+separate ``smooth`` option.
 
 The data term is pluggable (:class:`DataTerm`, given to :func:`fit_sequence`): observed 3D joints
 (:class:`JointsTerm`, what :func:`denoise_motion` fits) are the first. All frames share one batch,
 so each step costs one network forward pass (no backward through the network) plus forward
 kinematics with its backward. Clips longer than ``window`` frames are cut into overlapping
 :class:`Windows` that are solved together (up to ``max_batch_frames`` frames per batch) and
-cross-faded, so there are no seams and memory stays bounded.
+cross-faded, so there are no seams and memory stays bounded (the original solves a clip in one
+piece: the same for clips of up to ``window`` frames).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 import torch
@@ -37,16 +46,21 @@ from .parts import NUM_SKELETON_JOINTS, PARTS, SMPLX_JOINT_NAMES
 from .pose_prior import PosePrior, as_tensor
 from .progress import (
     CancelFlag,
+    NoiseFn,
     Progress,
     ProgressFn,
     check_cancel,
     cpu_copy,
     make_generator,
+    seeded_noise,
     should_report,
 )
 from .rotations import matrix_to_axis_angle
 
 MOTION_SCHEDULE = DPoserSchedule(lr=0.03, iterations=3, steps_per_iter=60, t_max=0.25, t_min=0.003)
+PAPER_SETTINGS = {0.02: (40, 10.0), 0.04: (60, 4.0), 0.1: (80, 3.0)}
+"""The original's settings per noise level (``denoise`` in ``run/motion_denoising.py``): steps per
+iteration (3 iterations) and the time grid's truncation."""
 _NORM_EPS = 1e-10  # inside the square root of distances: a zero distance has a zero gradient
 
 
@@ -71,12 +85,42 @@ class DenoiseOptions:
     fit_root: bool = False
     """Also optimise the root orientation and translation (starting from the given ones, or zero
     rotation and the observed pelvis); otherwise they are held as given."""
+    prior_weighting: Literal["snr", "none"] = "snr"
+    """``"snr"``: the prior term weighted by ``w = 0.5 sqrt(1 + alpha / std)``, as completion is (ours);
+    ``"none"``: ``w = 0.5``, what the original's motion code runs (its ``DPoser_loss`` is called
+    without ``weighted``; completion's call passes its time index there, which weights completion)."""
+    temporal: Literal["joints", "vertices"] = "joints"
+    """The temporal term on the 22 joints (ours) or on the body's mesh vertices (the original's)."""
+    start: Literal["mean", "zero"] = "mean"
+    """Start from the prior's mean pose (ours) or from ``0.01 N(0, 1)`` radians, about the zero pose
+    (the original's)."""
+    smooth: bool = False
+    """Gaussian-smooth the result over time (window 3, sigma 2, first and last frame kept): what the
+    original applies before it reports its errors. Off by default, in paper mode too."""
+
+    @classmethod
+    def paper(cls, noise_std_m: float = 0.04, **overrides) -> DenoiseOptions:
+        """The original's motion denoising (``MotionDenoise`` in ``run/motion_denoising.py``): its
+        settings for the listed noise level nearest ``noise_std_m`` (0.02, 0.04 or 0.1 m), the
+        staircase time grid on a 500-step sampler grid, an unweighted prior term, the temporal term
+        on mesh vertices and a start about the zero pose. ``overrides`` replace fields (e.g.
+        ``smooth=True``)."""
+        level = min(PAPER_SETTINGS, key=lambda s: abs(s - noise_std_m))
+        steps, truncation = PAPER_SETTINGS[level]
+        schedule = DPoserSchedule(lr=0.03, iterations=3, steps_per_iter=steps, grid="dposer", sde_steps=500,
+                                  truncation=truncation)
+        return cls(**{"schedule": schedule, "prior_weighting": "none", "temporal": "vertices", "start": "zero",
+                      **overrides})
 
     def __post_init__(self) -> None:
         if self.window < 2:
             raise ValueError(f"window must be >= 2 frames, got {self.window}")
         if not 0 <= self.overlap < self.window:
             raise ValueError(f"overlap must be in 0..window-1, got {self.overlap} (window {self.window})")
+        for name, allowed in (("prior_weighting", ("snr", "none")), ("temporal", ("joints", "vertices")),
+                              ("start", ("mean", "zero"))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
 
 
 @dataclass
@@ -284,6 +328,7 @@ def fit_sequence(
     *,
     betas: torch.Tensor | None = None,
     seed: int | None = None,
+    noise: NoiseFn | None = None,
     callback: ProgressFn | None = None,
     callback_every: int = 5,
     cancel: CancelFlag | None = None,
@@ -293,7 +338,8 @@ def fit_sequence(
 
     The clip is cut into :class:`Windows` (``options.window``, ``options.overlap``), solved in
     batches of up to ``options.max_batch_frames`` frames and cross-faded. ``betas: (NB,)`` shape for
-    the body (None = mean). ``seed`` seeds the prior's noise draws. ``callback`` receives
+    the body (None = mean). ``seed`` seeds the prior's noise draws; ``noise`` (``shape -> N(0, 1)``
+    draws) replaces them, e.g. to feed recorded ones. ``callback`` receives
     ``Progress("denoise", ...)`` with the whole clip's current ``(T, D)`` poses every
     ``callback_every`` steps and at the end (with ``options.fit_root``, ``extra`` holds the current
     ``root_orient`` and ``trans``); ``cancel.is_set()`` raises :class:`prior.errors.Cancelled`.
@@ -307,7 +353,7 @@ def fit_sequence(
     groups = [list(range(i, min(i + per_batch, len(windows)))) for i in range(0, len(windows), per_batch)]
     steps_each = options.schedule.total
     total = steps_each * len(groups)
-    gen = make_generator(seed, prior.device)
+    draw = noise or seeded_noise(make_generator(seed, prior.device), prior.device)
 
     # Every window's current parameters; windows not yet solved hold the start.
     trans = init.trans if init.trans is not None else torch.zeros_like(init.root_orient)
@@ -329,11 +375,13 @@ def fit_sequence(
 
         solved[group] = _solve_windows(
             prior, body, term.for_windows(windows, group), windows.cut(params, group), betas,
-            has_trans=has_trans, options=options, gen=gen, report=report, cancel=cancel,
+            has_trans=has_trans, options=options, noise=draw, report=report, cancel=cancel,
         )
 
     with torch.no_grad():
         final = windows.assemble(solved)
+        if options.smooth:
+            final = torch.cat([gaussian_smooth(final[:, :dim]), final[:, dim:]], 1)
     if not options.fit_root:
         return MotionParams(final[:, :dim], init.root_orient, init.trans)
     return MotionParams(final[:, :dim], final[:, dim : dim + 3], final[:, dim + 3 :] if has_trans else None)
@@ -351,12 +399,13 @@ def denoise_motion(
     gt_joints: torch.Tensor | None = None,
     options: DenoiseOptions = DenoiseOptions(),
     seed: int | None = None,
+    noise: NoiseFn | None = None,
     callback: ProgressFn | None = None,
     callback_every: int = 5,
     cancel: CancelFlag | None = None,
 ) -> DenoiseResult:
     """Fit body poses to noisy joint observations of a clip with DPoser's prior: :func:`fit_sequence`
-    with a :class:`JointsTerm`, starting from the prior's mean pose.
+    with a :class:`JointsTerm`, starting from the prior's mean pose (or as ``options.start`` says).
 
     Args:
         prior: the pose prior (its space must drive the body pose).
@@ -373,6 +422,8 @@ def denoise_motion(
         gt_joints: ``(T, 22, 3)`` clean joints, when known: MPJPE of input and output is reported.
         options: weights, schedule, windows, root fitting (:class:`DenoiseOptions`).
         seed: seeds the prior's noise draws (None = fresh).
+        noise: ``shape -> N(0, 1)`` draws replacing the seeded ones (the zero start's first, then
+            one per step), e.g. to feed recorded random numbers.
         callback: receives ``Progress("denoise", ...)`` with the current ``(T, D)`` estimate of the
             whole clip every ``callback_every`` steps and at the end (with ``options.fit_root``, its
             ``extra`` holds the current ``root_orient`` and ``trans``).
@@ -413,9 +464,13 @@ def denoise_motion(
     noisy = torch.nan_to_num(noisy)
 
     term = JointsTerm(noisy, seen[:, obs_idx].to(noisy.dtype), tuple(obs_idx))
-    start = MotionParams(prior.mean.to(device).expand(frames, prior.space.dim), root, shift)
-    fit = fit_sequence(prior, body, term, start, options, betas=shape, seed=seed, callback=callback,
-                       callback_every=callback_every, cancel=cancel)
+    draw = noise or seeded_noise(make_generator(seed, prior.device), prior.device)
+    if options.start == "zero":  # the original's 0.01 N(0, 1) radians
+        pose = 0.01 * draw((frames, prior.space.dim)).to(device)
+    else:
+        pose = prior.mean.to(device).expand(frames, prior.space.dim)
+    fit = fit_sequence(prior, body, term, MotionParams(pose, root, shift), options, betas=shape, noise=draw,
+                       callback=callback, callback_every=callback_every, cancel=cancel)
 
     with torch.no_grad():
         joints = body.skeleton_joints(fit.pose_body, global_orient=fit.root_orient, transl=fit.trans, betas=shape)
@@ -462,6 +517,20 @@ def parse_observed(spec: str) -> tuple[int, ...]:
     return tuple(sorted(out))
 
 
+def gaussian_smooth(pose: torch.Tensor, window: int = 3, sigma: float = 2.0) -> torch.Tensor:
+    """``pose (T, D)`` smoothed over time by a normalised Gaussian of ``window`` frames (zero-padded
+    at the ends, whose frames are then kept as they were): the original's ``gaussian_smoothing``
+    with its endpoints restored."""
+    if pose.shape[0] < 3:
+        return pose
+    taps = torch.arange(window, dtype=pose.dtype, device=pose.device) - window // 2
+    kernel = torch.exp(-0.5 * (taps / sigma) ** 2)
+    kernel = (kernel / kernel.sum()).reshape(1, 1, -1)
+    out = torch.nn.functional.conv1d(pose.T[:, None], kernel, padding=window // 2)[:, 0].T
+    out[[0, -1]] = pose[[0, -1]]
+    return out
+
+
 def _distance(a: torch.Tensor) -> torch.Tensor:
     return ((a * a).sum(-1) + _NORM_EPS).sqrt()
 
@@ -475,7 +544,7 @@ def _solve_windows(
     *,
     has_trans: bool,
     options: DenoiseOptions,
-    gen: torch.Generator,
+    noise: NoiseFn,
     report,
     cancel: CancelFlag | None,
 ) -> torch.Tensor:
@@ -486,7 +555,7 @@ def _solve_windows(
     schedule = options.schedule
     times = torch.as_tensor(schedule.times(), dtype=torch.float32, device=prior.device)
     sched = prior.schedule(times)
-    weight = prior_weights(sched)
+    weight = prior_weights(sched) if options.prior_weighting == "snr" else torch.full_like(sched.t, 0.5)
     free = slice(None) if options.fit_root else slice(0, dim)
     params = start.clone()
     adam = Adam(schedule.lr)
@@ -497,18 +566,21 @@ def _solve_windows(
         it = k // schedule.steps_per_iter
         var = params[..., free].detach().requires_grad_(True)
         full = torch.cat([var, params[..., dim:]], -1) if not options.fit_root else var
-        joints = body.skeleton_joints(
-            full[..., :dim], global_orient=full[..., dim : dim + 3],
-            transl=full[..., dim + 3 :] if has_trans else None, betas=betas,
-        )
+        pose_args = {"global_orient": full[..., dim : dim + 3], "transl": full[..., dim + 3 :] if has_trans else None,
+                     "betas": betas}
+        if options.temporal == "vertices":  # the original's: the whole mesh (the joints come with it)
+            posed = body(full[..., :dim], **pose_args)
+            joints, moving = posed.joints[..., :NUM_SKELETON_JOINTS, :], posed.vertices
+        else:
+            joints = moving = body.skeleton_joints(full[..., :dim], **pose_args)
         loss = (options.data_weight / (1 + it * it)) * data_loss(joints)
         if length > 1:
-            loss = loss + (options.temporal_weight * (1 + it)) * _distance(joints[:, 1:] - joints[:, :-1]).mean()
+            loss = loss + (options.temporal_weight * (1 + it)) * _distance(moving[:, 1:] - moving[:, :-1]).mean()
         (grad,) = torch.autograd.grad(loss, var)
         with torch.no_grad():
             pose = params[..., :dim].reshape(-1, dim)
             x = prior.normalize(pose)
-            residual = prior_residual(sched, k, x, torch.randn(x.shape, generator=gen, device=x.device))
+            residual = prior_residual(sched, k, x, noise(x.shape).to(x.device))
             residual = (options.prior_weight * (1 + it) * weight[k] * residual).to(start.device)
             grad[..., :dim] += (residual * prior_scale).reshape(windows, length, dim)
             params[..., free] = adam.step(params[..., free], grad)

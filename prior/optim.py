@@ -11,6 +11,7 @@ by hand and step with :class:`Adam`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -20,14 +21,29 @@ from .pose_prior import PosePrior, TimeSchedule
 
 @dataclass(frozen=True)
 class DPoserSchedule:
-    """DPoser's optimisation settings: Adam on the normalised pose with a truncated, linearly
-    falling diffusion time ``t_max -> t_min`` over ``iterations * steps_per_iter`` steps."""
+    """DPoser's optimisation settings: Adam on the normalised pose with a truncated, falling
+    diffusion time over ``iterations * steps_per_iter`` steps.
+
+    ``grid="linear"`` (ours): ``t`` falls linearly from ``t_max`` to ``t_min``. ``grid="dposer"``
+    (the original code's "truncated annealing", ``time_strategy='3'``): the time is read off the
+    sampler's grid ``linspace(1, 1e-3, sde_steps)`` at index ``sde_steps - floor((total - k - 1)
+    sde_steps / (truncation total)) - 2``, a staircase from about ``1 / truncation`` down to the
+    grid's second-to-last time (completion: 1000 and 5 give 0.201 - 0.001 k; motion: 500 and 4
+    give 125 distinct values 0.25125 -> 0.003002); ``t_max`` and ``t_min`` are then unused.
+    """
 
     lr: float = 0.1
     iterations: int = 2
     steps_per_iter: int = 100
     t_max: float = 0.2
     t_min: float = 0.002
+    grid: Literal["linear", "dposer"] = "linear"
+    sde_steps: int = 1000
+    truncation: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.grid not in ("linear", "dposer"):
+            raise ValueError(f"unknown time grid {self.grid!r}; expected 'linear' or 'dposer'")
 
     @classmethod
     def for_prior(cls, prior: PosePrior) -> DPoserSchedule:
@@ -41,9 +57,20 @@ class DPoserSchedule:
         return self.iterations * self.steps_per_iter
 
     def times(self) -> np.ndarray:
-        """``(total,)`` diffusion times, ``t_k = t_min + (total - k - 1) / total * (t_max - t_min)``."""
+        """``(total,)`` float32 diffusion times: ``t_k = t_min + (total - k - 1) / total * (t_max - t_min)``
+        on the linear grid, the original's staircase on the ``"dposer"`` grid."""
         k = np.arange(self.total)
-        return self.t_min + (self.total - k - 1) / self.total * (self.t_max - self.t_min)
+        if self.grid == "linear":
+            return (self.t_min + (self.total - k - 1) / self.total * (self.t_max - self.t_min)).astype(np.float32)
+        n = self.sde_steps
+        grid = torch.linspace(1.0, 1e-3, n, dtype=torch.float32).numpy()  # the original's float32 timesteps
+        index = n - np.floor((self.total - k - 1) * (n / (self.truncation * self.total))).astype(np.int64) - 2
+        return grid[index]
+
+
+PAPER_COMPLETION = DPoserSchedule(grid="dposer", sde_steps=1000, truncation=5.0)
+"""The schedule of the original's completion evaluation (``run/completion.py``: ``--steps 1000``,
+``time_strategy='3'``, ``sample_trun=5``, 2 x 100 steps, lr 0.1)."""
 
 
 def prior_weights(sched: TimeSchedule) -> torch.Tensor:
@@ -87,4 +114,4 @@ class Adam:
         return x - (self.lr / (1 - b1**self.steps)) * self.m / denom
 
 
-__all__ = ["Adam", "DPoserSchedule", "prior_residual", "prior_weights"]
+__all__ = ["PAPER_COMPLETION", "Adam", "DPoserSchedule", "prior_residual", "prior_weights"]

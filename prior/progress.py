@@ -51,6 +51,15 @@ def should_report(step: int, total: int, every: int) -> bool:
     return step == 1 or step == total or (every > 0 and step % every == 0)
 
 
+NoiseFn = Callable[[tuple[int, ...]], torch.Tensor]
+"""``shape -> standard normal draws`` of that shape: where a task takes its random numbers from."""
+
+
+def seeded_noise(gen: torch.Generator, device: torch.device) -> NoiseFn:
+    """Draws from ``gen`` (the values ``torch.randn(shape, generator=gen)`` gives)."""
+    return lambda shape: torch.randn(shape, generator=gen, device=device)
+
+
 def make_generator(seed: int | None, device: torch.device) -> torch.Generator:
     """A seeded generator on ``device``; ``seed=None`` draws a fresh seed."""
     gen = torch.Generator(device=device)

@@ -1,8 +1,11 @@
-"""A line-by-line transcription of DPoser's reference completion loop (``DPoserComp.optimize``).
+"""DPoser's completion loop in the reference code's form (``DPoserComp.optimize``): hypothesis
+after hypothesis, with autograd and ``torch.optim.Adam``.
 
-Hypotheses run one after another with autograd and ``torch.optim.Adam``, as the reference does.
-It exists to validate ``prior.completion`` (same noise -> same answer) and as the baseline the
-benchmark compares the batched solver against; use ``prior.completion.complete`` for real work.
+It makes ``solver="dposer"``'s choices (an independent start per hypothesis, the given schedule),
+so it checks that the batched solver's hand-written gradient and Adam are autograd's and Adam's
+(same noise -> same answer), and it is the baseline the benchmark times the batched solver
+against. It is not the original code's numbers: ``solver="dposer-paper"`` is, checked against
+outputs of that code in ``tests/test_faithful.py``. Use ``prior.completion.complete`` for real work.
 """
 
 from __future__ import annotations

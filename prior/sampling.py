@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
 
 from .pose_prior import PosePrior, TimeSchedule
-from .progress import CancelFlag, Progress, ProgressFn, check_cancel, cpu_copy, make_generator, should_report
+from .progress import (
+    CancelFlag,
+    NoiseFn,
+    Progress,
+    ProgressFn,
+    check_cancel,
+    cpu_copy,
+    make_generator,
+    seeded_noise,
+    should_report,
+)
 
 Sampler = Literal["sde", "ode"]
 
@@ -57,7 +66,7 @@ def generate(
             grid = torch.linspace(prior.sde.T, eps, steps, device=device)
             stepper: EulerMaruyama | _Heun = EulerMaruyama(
                 prior, grid, corrector=corrector, snr=snr,
-                noise=lambda shape: torch.randn(shape, generator=gen, device=device))
+                noise=seeded_noise(gen, device))
         elif sampler == "ode":
             grid = torch.linspace(prior.sde.T, eps, steps + 1, device=device)
             stepper = _Heun(prior, grid)
@@ -86,12 +95,12 @@ class EulerMaruyama:
     over ``grid: (steps,)``, falling from ``T``), optionally after a Langevin corrector step.
 
     The one predictor of the project: :func:`generate` calls it directly, and completion's ScoreSDE
-    solver wraps its update to put the observation back after each step (ScoreSDE's inpainting).
+    solver puts the observation back before and after each of its steps (ScoreSDE's inpainting).
     ``noise(shape)`` gives its standard-normal draws (one generator, or one per pose).
     """
 
     def __init__(self, prior: PosePrior, grid: torch.Tensor, *, corrector: bool = False, snr: float = 0.16,
-                 noise: Callable[[torch.Size], torch.Tensor]):
+                 noise: NoiseFn):
         self.prior, self.grid, self.noise = prior, grid, noise
         self.sched: TimeSchedule = prior.schedule(grid)
         self.dt = 1.0 / len(grid)

@@ -25,7 +25,8 @@ MASK_PARTS = ("left_leg", "right_leg", "left_arm", "right_arm", "trunk", "head",
 GHOST_COLOR = (110, 150, 235)
 PICKED_COLOR = (40, 200, 140)
 GHOST_OPACITY = 0.3
-SOLVERS = {"DPS": "dps", "DPoser": "dposer", "ScoreSDE": "scoresde"}  # dropdown label -> complete() solver
+# dropdown label -> complete() solver
+SOLVERS = {"DPS": "dps", "DPoser": "dposer", "DPoser (paper)": "dposer-paper", "ScoreSDE": "scoresde"}
 DEFAULT_SOLVER = "DPS"
 PICKED_OPACITY = 0.75
 MAX_HYPOTHESES = 20
@@ -75,7 +76,8 @@ class CompletePanel(Panel):
             self.solver = gui.add_dropdown(
                 "Solver", tuple(SOLVERS), initial_value=DEFAULT_SOLVER,
                 hint="DPS: posterior sampling guided by the visible joints (hypothesis 1 = consensus of the draws); "
-                     "DPoser: the paper's truncated-diffusion optimisation (200 steps); ScoreSDE: masked sampling")
+                     "DPoser: the truncated-diffusion optimisation with our settings (200 steps); DPoser (paper): "
+                     "the original code's, exactly; ScoreSDE: masked sampling")
             self.num = gui.add_slider("Hypotheses", min=1, max=MAX_HYPOTHESES, step=1, initial_value=10,
                                       hint="How many completions to draw, shown as ghosts over the body")
             self.sde_steps = gui.add_slider("ScoreSDE steps", min=SDE_STEPS[0], max=SDE_STEPS[1], step=50,

@@ -19,7 +19,7 @@ import viser.uplot as uplot
 from prior.data import MAX_FILE_BYTES, Clip, JointTrack, load_motion
 from prior.errors import InputError
 from prior.files import asset_path, open_npz
-from prior.motion import root_from_joints
+from prior.motion import DenoiseOptions, root_from_joints
 from prior.motion_fit import MotionFit, Observations, fit_motion, observe_motion
 from prior.progress import Progress
 from prior.rotations import axis_angle_to_matrix, matrix_to_wxyz_np
@@ -50,6 +50,7 @@ SLOTS = {"original": -SLOT_M, "noisy": 0.0, "denoised": SLOT_M}  # x of each, si
 SPEEDS = ("0.25x", "0.5x", "1x", "2x")
 LAYOUTS = ("side by side", "overlaid")
 BODIES = ("original", "denoised")  # the bodies one can select (the noisy joints are points)
+METHODS = ("ours", "paper")  # DenoiseOptions() or DenoiseOptions.paper(): README, "Faithful to DPoser"
 BACKGROUND_OPACITY = 0.35  # overlaid, the bodies not selected: the others show through them
 MAX_NOISE_M = 0.1
 MARKER_STEPS = 300  # during playback the plot's frame marker moves in steps of 1/300 of the clip (about a pixel)
@@ -185,6 +186,7 @@ class MotionPanel(Panel):
         self._speed = 1.0  # the Speed dropdown's, once checked
         self._overlaid = False  # the Layout dropdown's, once checked
         self._selected = "original"  # the Selected body dropdown's, once checked
+        self._method = METHODS[0]  # the Method dropdown's, once checked
         self._marked: int | None = None  # the frame the plot's marker is at (None: the plot is to be redrawn)
         self._kept_upload: Path | None = None  # an uploaded pose set handed to the samples panel
         self._loaded: tuple[Clip | JointTrack, Observations, np.ndarray] | None = None  # set_motion's input
@@ -231,6 +233,14 @@ class MotionPanel(Panel):
                                                  hint="Same seed, same noise")
                 self.add_noise = gui.add_button("Add noise", disabled=True,
                                                 hint="Make the noisy joints from the clip's (replaces earlier noise)")
+                self.method = gui.add_dropdown(
+                    "Method", METHODS, initial_value=METHODS[0],
+                    hint="ours: our defaults; paper: the original DPoser code's motion denoising exactly (unweighted "
+                         "prior, temporal term on the mesh, start near the zero pose, its time steps)")
+                self.smooth = gui.add_checkbox(
+                    "Smooth result", initial_value=False,
+                    hint="Gaussian-smooth the result over time (3 frames), as the original does before it reports "
+                         "errors")
                 self.denoise = gui.add_button("Denoise", icon=viser.Icon.WAND, disabled=True,
                                               hint="Fit the body poses to the noisy or observed joints with the prior "
                                                    "(as dposer denoise does)")
@@ -263,6 +273,7 @@ class MotionPanel(Panel):
         self.speed.on_update(lambda _: self._on_speed())
         self.layout.on_update(lambda _: self._on_layout())
         self.selected.on_update(lambda _: self._on_selected())
+        self.method.on_update(lambda _: self._on_method())
         self.to_edit.on_click(lambda _: self.send_to_edit())
         self.add_noise.on_click(lambda _: self.make_noisy())
         self.denoise.on_click(lambda _: self.start_denoise())
@@ -473,9 +484,10 @@ class MotionPanel(Panel):
         if motion is None or observations is None:
             return
         session.mark("denoise_clicked")
+        options = self.denoise_options()
 
         def run(ctx: JobContext) -> MotionFit:
-            return fit_motion(ctx.resources.prior, ctx.resources.body, motion, observations, seed=0,
+            return fit_motion(ctx.resources.prior, ctx.resources.body, motion, observations, options=options, seed=0,
                               callback=ctx.report, cancel=ctx.cancel)
 
         def on_progress(p: Progress) -> None:
@@ -609,6 +621,16 @@ class MotionPanel(Panel):
     def _on_layout(self) -> None:
         self._overlaid = self._checked(self.layout, LAYOUTS[self._overlaid]) == "overlaid"
         self.session.pacer.post("motion-layout", self._place)
+
+    def _on_method(self) -> None:
+        self._method = self._checked(self.method, self._method)
+
+    def denoise_options(self) -> DenoiseOptions:
+        """What Denoise runs: our defaults or the paper's (for the noise slider's level), smoothed or not."""
+        smooth = bool(self.smooth.value)
+        if self._method == "paper":
+            return DenoiseOptions.paper(in_range(self.noise.value, 0.0, MAX_NOISE_M) or 0.04, smooth=smooth)
+        return DenoiseOptions(smooth=smooth)
 
     def _on_selected(self) -> None:
         self._selected = self._checked(self.selected, self._selected)
