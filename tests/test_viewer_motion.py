@@ -17,6 +17,8 @@ import viser
 from fake_tab import press, send_as_the_browser, settle
 
 from prior.files import asset_path
+from prior.motion import DenoiseOptions
+from prior.motion_fit import fit_motion
 from prior.rotations import axis_angle_to_matrix, wxyz_to_matrix_np
 from viewer.panels.motion import (
     BACKGROUND_OPACITY,
@@ -296,7 +298,7 @@ def test_forged_values_from_the_browser_are_checked(session, gesture, tmp_path):
     motion = load(session, clip_file(tmp_path, "short.npz", pose_body=gesture["pose_body"][:12],
                                      root_orient=gesture["root_orient"][:12]))
     for handle, forged, kept in ((motion.layout, "sideways", "side by side"), (motion.speed, "100x", "1x"),
-                                 (motion.selected, "noisy", "original")):
+                                 (motion.selected, "noisy", "original"), (motion.method, "fast", "ours")):
         send_as_the_browser(session, handle, value=forged)
         title, body = session.notifications[-1]
         assert title.startswith("Unknown") and "is not one of" in body and handle.value == kept
@@ -308,6 +310,25 @@ def test_forged_values_from_the_browser_are_checked(session, gesture, tmp_path):
     add_noise(session)
     noise_m = (motion.noisy_joints - motion.gt_joints).std()
     assert noise_m < 1.2 * MAX_NOISE_M, f"noise of {noise_m:.2f} m: the slider stops at {MAX_NOISE_M} m"
+
+
+def test_the_method_dropdown_runs_the_papers_denoising_as_the_cli_does(session, gesture, tmp_path):
+    """Method "paper" and Smooth: the fit is ``fit_motion(..., DenoiseOptions.paper(noise, smooth=True))``
+    (what ``dposer denoise --method paper --smooth`` runs), not our defaults'."""
+    motion = load(session, clip_file(tmp_path, "short.npz", pose_body=gesture["pose_body"][:12],
+                                     root_orient=gesture["root_orient"][:12]))
+    add_noise(session)
+    send_as_the_browser(session, motion.method, value="paper")
+    send_as_the_browser(session, motion.smooth, value=True)
+    settle(session)
+    assert motion.denoise_options() == DenoiseOptions.paper(0.04, smooth=True)
+    denoise(session)
+    res = session.app.resources
+    expected = fit_motion(res.prior, res.body, motion.motion, motion.observations,
+                          options=DenoiseOptions.paper(0.04, smooth=True), seed=0)
+    np.testing.assert_allclose(motion.fit.clip.pose_body, expected.clip.pose_body, rtol=0, atol=1e-5)
+    ours = fit_motion(res.prior, res.body, motion.motion, motion.observations, seed=0)
+    assert np.abs(ours.clip.pose_body - motion.fit.clip.pose_body).max() > 1e-3
 
 
 # -- in the browser ----------------------------------------------------------------------------

@@ -236,7 +236,8 @@ class MotionPanel(Panel):
                 self.method = gui.add_dropdown(
                     "Method", METHODS, initial_value=METHODS[0],
                     hint="ours: our defaults; paper: the original DPoser code's motion denoising exactly (unweighted "
-                         "prior, temporal term on the mesh, start near the zero pose, its time steps)")
+                         "prior, temporal term on the mesh, start near the zero pose, its time steps). Paper is "
+                         "much slower on a CPU: it poses the whole mesh every step")
                 self.smooth = gui.add_checkbox(
                     "Smooth result", initial_value=False,
                     hint="Gaussian-smooth the result over time (3 frames), as the original does before it reports "
