@@ -552,8 +552,58 @@ class Fit(Common):
               f"{fit.mean_reprojection_px:.1f} px (focal {obs.camera.focal:.0f} px)", file=sys.stderr)
 
 
+MAX_EXPORT_POSES = 256  # bodies side by side in one GLB
+
+
+@dataclass(kw_only=True)
+class Export(Common):
+    """Write a clip or a set of poses for Blender and game engines: BVH, a skinned animated glTF
+    binary, or the AMASS npz (the SMPL-X Blender add-on, aitviewer); the format from --out's suffix."""
+
+    out: Path
+    """Output file: .bvh (the body's skeleton, Y-up, metres), .glb (skinned mesh + animation) or .npz (AMASS
+    SMPL-X layout)."""
+    clip: Path | None = None
+    """An AMASS-style clip (.npz: poses or pose_body, root_orient, trans, betas, mocap_frame_rate)."""
+    poses: Path | None = None
+    """Alternatively a set of poses (.npz, as dposer generate/complete write): frames of one BVH/npz, or
+    bodies side by side in a GLB."""
+
+    def run(self) -> None:
+        from .data import Clip, load_clip, load_poses
+        from .exports import export_bytes, format_of
+        from .files import atomic_write
+        from .outputs import check_writable
+
+        if (self.clip is None) == (self.poses is None):
+            raise InputError("give exactly one of --clip (a motion) and --poses (a set of poses)")
+        try:
+            suffix = format_of(self.out)
+        except ValueError as e:
+            raise InputError(str(e), self.out) from None
+        check_writable(self.out, "--out")
+        source = self.clip if self.clip is not None else self.poses
+        if self.clip is not None:
+            clips = [load_clip(self.clip)]
+        else:
+            poses = load_poses(self.poses)
+            if suffix == ".glb" and len(poses) > MAX_EXPORT_POSES:
+                raise InputError(f"{len(poses)} poses: at most {MAX_EXPORT_POSES} bodies go side by side in one GLB",
+                                 self.poses)
+            clips = [Clip(pose_body=p[None], root_orient=np.zeros((1, 3), np.float32)) for p in poses]
+        try:
+            data = export_bytes(clips, self.load_body(), suffix)
+        except ValueError as e:
+            raise InputError(str(e), source) from None
+        with atomic_write(self.out) as f:
+            f.write(data)
+        what = f"{clips[0].num_frames} frames" if len(clips) == 1 else f"{len(clips)} poses"
+        print(f"wrote {self.out}: {what}, {len(data) / 1e6:.2f} MB", file=sys.stderr)
+
+
 SUBCOMMANDS: dict[str, type[Common]] = {
     "generate": Generate, "complete": Complete, "train": Train, "eval": Eval, "denoise": Denoise, "fit": Fit,
+    "export": Export,
 }
 
 

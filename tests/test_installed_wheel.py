@@ -94,6 +94,16 @@ def test_installed_cli_generates_from_another_folder(venv, tmp_path):
     assert bad.returncode == 2 and "none.npz" in bad.stderr and not (tmp_path / "x.npz").exists()
 
 
+def test_installed_cli_exports_the_generated_samples_for_blender(venv, tmp_path):
+    """The exporters ship in the wheel (``prior.exports``): the samples as bodies side by side in a GLB."""
+    samples, out = tmp_path / "samples.npz", tmp_path / "samples.glb"
+    np.savez(samples, pose_body=np.zeros((2, 63), np.float32))
+    run = subprocess.run([str(venv / "bin" / "dposer"), "export", "--poses", str(samples), "--out", str(out)],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert out.read_bytes()[:4] == b"glTF" and "2 poses" in run.stderr
+
+
 @pytest.mark.browser
 def test_installed_viewer_draws_the_body_and_its_panels(venv, chromium, tmp_path):
     viewer = ViewerProcess(exe=venv / "bin" / "dposer-view", cwd=tmp_path)

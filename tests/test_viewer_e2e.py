@@ -323,6 +323,11 @@ def test_export_downloads(viewer_tab, tmp_path):
     with np.load(download.value.path(), allow_pickle=False) as data:
         assert data["pose_body"].shape == (1, 63) and data["poses"].shape == (1, 165)
         assert list(data["body_names"]) == ["pose"]
+    with page.expect_download(timeout=30_000) as download:  # the animation format's default: the GLB
+        click(page.get_by_role("button", name="Download animation"))
+    assert download.value.suggested_filename == "poses.glb"
+    glb = Path(download.value.path()).read_bytes()
+    assert glb[:4] == b"glTF" and glb == export.export_bytes("animation", mesh_format="glb")
     mesh = export.export_bytes("mesh", mesh_format="obj")
     assert mesh.count(b"\nf ") == session.app.resources.body.faces.shape[0]
     export.save_file("pose.ply")

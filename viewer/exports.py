@@ -6,6 +6,7 @@ Meshes are in scene coordinates: metres, Y up, each body where it stands in the 
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from collections.abc import Sequence
 from pathlib import Path
@@ -100,6 +101,27 @@ def poses_npz(shown: Sequence[ShownBody]) -> bytes:
                                      betas=None if betas is None else np.array(betas, np.float32))),
              body_names=np.array([b.name for b in shown]))
     return buf.getvalue()
+
+
+def animation_clips(body: BodyModel, motion: Clip | None, shown: Sequence[ShownBody]) -> list[Clip]:
+    """What an animation export (BVH, glTF, AMASS npz) writes: the clip on screen, or else each
+    body on screen as a one-frame clip; hands as the screen shows them (the body's relaxed
+    ``hand_mean`` where the pose has none)."""
+    hands = body.hand_mean.cpu().numpy().astype(np.float32) if body.has_hands else None
+
+    def with_hands(clip: Clip) -> Clip:
+        if hands is None or clip.hands is not None:
+            return clip
+        return dataclasses.replace(clip, hands=np.repeat(hands[None], clip.num_frames, 0))
+
+    if motion is not None:
+        return [with_hands(motion)]
+    def row(value: np.ndarray | None) -> np.ndarray | None:
+        return None if value is None else np.asarray(value, np.float32)[None]
+
+    return [with_hands(Clip(pose_body=row(b.pose_body), root_orient=row(b.root_orient) if b.root_orient is not None
+                            else np.zeros((1, 3), np.float32), trans=row(b.transl),
+                            betas=None if b.betas is None else np.asarray(b.betas, np.float32))) for b in shown]
 
 
 def mesh_file(body: BodyModel, shown: ShownBody, fmt: str) -> bytes:

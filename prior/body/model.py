@@ -241,22 +241,65 @@ class BodyModel(nn.Module):
             :class:`BodyOutput` with ``joints (*, J, 3)``, ``rotations (*, J, 3, 3)``,
             ``transforms (*, J, 4, 4)`` and ``vertices (*, V, 3)`` (metres).
         """
-        dtype, device = self.v_template.dtype, self.v_template.device
-        body_pose = torch.as_tensor(body_pose, device=device).to(dtype)
+        body_pose = self._body_pose(body_pose)
+        lead = tuple(body_pose.shape[:-1])
+        batch = int(np.prod(lead, dtype=np.int64))
+        rotations = self.local_rotations(body_pose, global_orient=global_orient, hand_pose=hand_pose,
+                                         jaw_pose=jaw_pose).reshape(batch, -1, 3, 3)
+        coeffs, expr = self._shape_inputs(betas, expression, lead)
+        rest = blend_shapes(self.joint_template, self.joint_shapedirs, self.joint_expr_dirs, coeffs, expr)
+        world_r, world_p = forward_kinematics(rotations, rest, self.parents, self._order, self._bounds)
+        verts = None
+        if vertices:
+            v_shaped = blend_shapes(self.v_template, self.shapedirs, self.expr_dirs, coeffs, expr)
+            if self.posedirs is not None:
+                v_shaped = v_shaped + pose_offsets(rotations, self.posedirs)
+            verts = self._skin(world_r, world_p - (world_r @ rest[..., None])[..., 0], v_shaped)
+        if transl is not None:
+            shift = self._part(transl, 3, "transl", lead, body_pose)[:, None]
+            world_p = world_p + shift
+            verts = None if verts is None else verts + shift
+        return BodyOutput(
+            joints=world_p.reshape(*lead, -1, 3),
+            rotations=world_r.reshape(*lead, -1, 3, 3),
+            vertices=None if verts is None else verts.reshape(*lead, -1, 3),
+        )
+
+    def _body_pose(self, body_pose: Tensor) -> Tensor:
+        body_pose = torch.as_tensor(body_pose, device=self.v_template.device).to(self.v_template.dtype)
         if body_pose.shape[-2:] == (NUM_BODY_JOINTS, 3):
             body_pose = body_pose.flatten(-2)
         if body_pose.shape[-1] != 3 * NUM_BODY_JOINTS:
             raise ValueError(f"body_pose must be (*, 63) or (*, 21, 3), got {tuple(body_pose.shape)}")
+        return body_pose
+
+    def _part(self, value: Tensor | None, width: int, name: str, lead: tuple[int, ...], like: Tensor) -> Tensor:
+        """``value (*, width)`` broadcast to ``lead`` and flattened to ``(B, width)``; zeros for None."""
+        batch = int(np.prod(lead, dtype=np.int64))
+        if value is None:
+            return like.new_zeros(batch, width)
+        value = torch.as_tensor(value, device=like.device).to(like.dtype)
+        if value.shape[-1] != width:
+            raise ValueError(f"{name} must be (*, {width}), got {tuple(value.shape)}")
+        return value.expand(*lead, width).reshape(batch, width)
+
+    def local_rotations(
+        self,
+        body_pose: Tensor,
+        *,
+        global_orient: Tensor | None = None,
+        hand_pose: Tensor | None = None,
+        jaw_pose: Tensor | None = None,
+    ) -> Tensor:
+        """``(*, J, 3, 3)`` every joint's rotation relative to its parent (the root's: in the world),
+        in ``joint_names`` order, as :meth:`forward` poses them (eyes, and SMPL's hand joints, at rest;
+        inputs as there): what a skeleton exporter writes."""
+        body_pose = self._body_pose(body_pose)
         lead = tuple(body_pose.shape[:-1])
         batch = int(np.prod(lead, dtype=np.int64))
 
         def part(value: Tensor | None, width: int, name: str) -> Tensor:
-            if value is None:
-                return body_pose.new_zeros(batch, width)
-            value = torch.as_tensor(value, device=device).to(dtype)
-            if value.shape[-1] != width:
-                raise ValueError(f"{name} must be (*, {width}), got {tuple(value.shape)}")
-            return value.expand(*lead, width).reshape(batch, width)
+            return self._part(value, width, name, lead, body_pose)
 
         if hand_pose is not None and not self.has_hands:
             raise ValueError("the SMPL body model has no finger joints; hand_pose is not supported")
@@ -269,26 +312,7 @@ class BodyModel(nn.Module):
             pieces.append(body_pose.new_zeros(batch, 6))  # SMPL's two hand joints stay at rest
         else:
             pieces.append(part(hand_pose, 3 * NUM_HAND_JOINTS, "hand_pose"))
-        rotations = axis_angle_to_matrix(torch.cat(pieces, -1).reshape(batch, -1, 3))
-
-        coeffs, expr = self._shape_inputs(betas, expression, lead)
-        rest = blend_shapes(self.joint_template, self.joint_shapedirs, self.joint_expr_dirs, coeffs, expr)
-        world_r, world_p = forward_kinematics(rotations, rest, self.parents, self._order, self._bounds)
-        verts = None
-        if vertices:
-            v_shaped = blend_shapes(self.v_template, self.shapedirs, self.expr_dirs, coeffs, expr)
-            if self.posedirs is not None:
-                v_shaped = v_shaped + pose_offsets(rotations, self.posedirs)
-            verts = self._skin(world_r, world_p - (world_r @ rest[..., None])[..., 0], v_shaped)
-        if transl is not None:
-            shift = part(transl, 3, "transl")[:, None]
-            world_p = world_p + shift
-            verts = None if verts is None else verts + shift
-        return BodyOutput(
-            joints=world_p.reshape(*lead, -1, 3),
-            rotations=world_r.reshape(*lead, -1, 3, 3),
-            vertices=None if verts is None else verts.reshape(*lead, -1, 3),
-        )
+        return axis_angle_to_matrix(torch.cat(pieces, -1).reshape(batch, -1, 3)).reshape(*lead, -1, 3, 3)
 
     def _skin(self, rot: Tensor, trans: Tensor, v_rest: Tensor) -> Tensor:
         """Linear blend skinning: ``rot (B, J, 3, 3)``, ``trans (B, J, 3)`` map ``v_rest

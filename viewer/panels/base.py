@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
+from prior.data import Clip
+
 if TYPE_CHECKING:
     import viser
 
@@ -101,6 +103,11 @@ class Panel:
 
     def shown_bodies(self) -> list[ShownBody]:
         return []
+
+    def shown_motion(self) -> Clip | None:
+        """The clip this panel plays on its stage (the selected body's), for animation exports;
+        None when it shows still bodies (exported as :meth:`shown_bodies`)."""
+        return None
 
     def extent(self) -> tuple[float, float] | None:
         return None

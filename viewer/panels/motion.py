@@ -18,6 +18,7 @@ import viser.uplot as uplot
 
 from prior.data import MAX_FILE_BYTES, Clip, JointTrack, load_motion
 from prior.errors import InputError
+from prior.exports.skeleton import Z_UP_TO_Y_UP, is_z_up
 from prior.files import asset_path, open_npz
 from prior.motion import DenoiseOptions, root_from_joints
 from prior.motion_fit import MotionFit, Observations, fit_motion, observe_motion
@@ -57,13 +58,6 @@ MARKER_STEPS = 300  # during playback the plot's frame marker moves in steps of 
 # What makes the poses of a file frames of a motion rather than a set of poses.
 MOTION_KEYS = ("poses", "root_orient", "trans", "mocap_frame_rate", "mocap_framerate")
 MAX_POSE_SET = 64
-Z_UP_TO_Y_UP = np.array([[1.0, 0, 0], [0, 0, 1.0], [0, -1.0, 0]])  # -90 degrees about X
-
-
-def z_up_to_y_up(root_orient: np.ndarray) -> bool:
-    """Whether a clip's root orientations stand the body up along +Z (AMASS world) rather than +Y."""
-    up = axis_angle_to_matrix(torch.as_tensor(root_orient, dtype=torch.float32))[:, :, 1].mean(0).numpy()
-    return bool(up[2] > up[1])
 
 
 def display_turn(root_orient: np.ndarray) -> np.ndarray:
@@ -71,7 +65,7 @@ def display_turn(root_orient: np.ndarray) -> np.ndarray:
     up (+Y) and facing the camera (+Z): a Z-up (AMASS) clip is turned -90 degrees about X, then
     every clip about the vertical so that its mean heading (the pelvis' forward, +Z of the body)
     points at the camera. For display only: the clip, and what is saved from it, keep the file's frame."""
-    tilt = Z_UP_TO_Y_UP if z_up_to_y_up(root_orient) else np.eye(3)
+    tilt = Z_UP_TO_Y_UP if is_z_up(root_orient) else np.eye(3)
     rot = axis_angle_to_matrix(torch.as_tensor(root_orient, dtype=torch.float64)).numpy()
     forward = rot[:, :, 2] @ tilt.T  # (T, 3) in the Y-up frame
     flat = forward[:, [0, 2]]
@@ -411,7 +405,7 @@ class MotionPanel(Panel):
         self._offset = np.array([-center[0], -np.nanmin(shown[..., 1]) + margin, -center[2]])
         self.frame = 0
         length = length_text(clip.num_frames, clip.fps, assumed=clip.fps_assumed)
-        up_note = "; shown Y-up (the file is Z-up)" if z_up_to_y_up(root_orient) else ""
+        up_note = "; shown Y-up (the file is Z-up)" if is_z_up(root_orient) else ""
         name = literal(Path(clip.source).name if clip.source else "clip")
         self.info.content = f"**{name}**: {length}{up_note}"
         self.timeline.max = max(1, clip.num_frames - 1)
@@ -697,6 +691,15 @@ class MotionPanel(Panel):
         self.session.activate("edit")
 
     # -- export ------------------------------------------------------------------------------------
+    def shown_motion(self) -> Clip | None:
+        """The selected body's motion (the clip, or its denoised fit once finished): what the Export
+        panel writes as an animation."""
+        if self.clip is None:
+            return None
+        if self._front() == "denoised" and self.fit is not None:
+            return self.fit.clip
+        return self.clip
+
     def denoised_clip(self) -> Clip | None:
         """The finished fit as a clip (its root and translation fitted or the input's)."""
         return None if self.fit is None else self.fit.clip
