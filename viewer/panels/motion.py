@@ -377,10 +377,10 @@ class MotionPanel(Panel):
             clip = motion
         self._begin(clip, observations.joints, up_root)
         self.motion, self.gt_joints = motion, observations.gt_joints
-        if isinstance(motion, JointTrack):
-            self.track, self.observations = motion, observations
+        if isinstance(motion, JointTrack):  # the info and controls first: a loaded track is ready as it is set
             self.info.content += f"; observed joints ({100 * motion.seen.mean():.0f}% seen), no ground truth"
             self.denoise.disabled = False
+            self.track, self.observations = motion, observations
             session.pacer.post("motion-setup", self._setup_track)
         else:
             self.add_noise.disabled = False
