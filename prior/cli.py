@@ -104,6 +104,12 @@ class _Bar:
     def close_all(cls) -> None:
         for bar in list(cls._open):
             bar.close()
+        # A signal that lands inside tqdm's constructor, after it printed the bar but before
+        # ``_open`` knows it, leaves a bar only tqdm's own registry (``_instances``) holds.
+        from tqdm import tqdm
+
+        for bar in list(getattr(tqdm, "_instances", ())):
+            bar.close()
 
 
 @dataclass(kw_only=True)

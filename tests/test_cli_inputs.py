@@ -354,3 +354,20 @@ def test_sigterm_while_writing_removes_the_temporary_file(tmp_path):
     assert proc.returncode == 128 + signal.SIGTERM, proc.stderr
     assert "Traceback" not in proc.stderr and _lines(proc.stderr)[-1] == "dposer: terminated", proc.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_bar_cut_off_in_its_constructor_is_cleared_before_the_last_line():
+    """SIGTERM can land inside tqdm's constructor, after it printed the bar and before ``_Bar`` holds
+    it: ``close_all`` clears it anyway, so the message starts its own line (the SIGTERM test's race)."""
+    import io
+
+    from tqdm import tqdm
+
+    from prior.cli import _Bar
+
+    stream = io.StringIO()
+    orphan = tqdm(desc="generate", unit="step", file=stream, leave=False)  # never handed to a _Bar
+    _Bar.close_all()
+    assert stream.getvalue().endswith("\r"), repr(stream.getvalue())
+    assert stream.getvalue().split("\r")[-2].strip() == "", "the bar's line was not blanked"
+    del orphan  # held until here: a bar that is collected clears itself
