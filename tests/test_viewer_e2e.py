@@ -287,7 +287,8 @@ def test_observed_joints_upload_is_fitted_with_its_root(viewer_tab, tmp_path):
     click(page.get_by_role("button", name="Denoise", exact=True).last)  # .last: not the folder header
     wait_until(lambda: "denoise_done" in session.timings, timeout=120, what="the fit")
     assert motion.fitted_root is not None, "the root was not fitted"
-    assert motion.plot.visible and np.isfinite(motion.errors_mm["denoised"]).all()
+    wait_until(lambda: motion.plot.visible, what="the error plot")  # shown by the display thread
+    assert np.isfinite(motion.errors_mm["denoised"]).all()
     wait_until(lambda: colour_fraction(screenshot_array(page), DENOISED_RGB) > 0.01, what="the fitted body drawn")
     page.screenshot(path=str(ARTIFACTS / "observed_joints.png"))
     # The downloaded fit, read back and posed by the body model, lies on the clean joints.
