@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import viser
 
+from prior import exports as prior_exports
 from prior.body import BodyModel
 from prior.data import Clip, clip_arrays
 from prior.errors import InputError
@@ -55,13 +56,12 @@ def save_export(folder: Path, name: str, data: bytes, suffixes: Sequence[str]) -
 
 
 def clip_npz(clip: Clip) -> bytes:
-    """A clip as the bytes of an AMASS SMPL-X npz (:func:`prior.data.clip_arrays`); refuses NaN/Inf."""
-    for name, value in clip._per_frame().items():
-        if not np.isfinite(value).all():
-            raise InputError(f"refusing to export a clip whose {name!r} contains NaN or Inf")
-    buf = io.BytesIO()
-    np.savez(buf, **clip_arrays(clip))
-    return buf.getvalue()
+    """A clip as the bytes of an AMASS SMPL-X npz (:func:`prior.exports.clip_npz`); NaN/Inf is an
+    :class:`InputError` (a notification in the tab)."""
+    try:
+        return prior_exports.clip_npz(clip)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
 
 
 def shown_vertices(body: BodyModel, shown: Sequence[ShownBody]) -> np.ndarray:

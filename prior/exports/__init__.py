@@ -34,9 +34,7 @@ def export_bytes(clips: Sequence[Clip], body: BodyModel, suffix: str) -> bytes:
     if not clips:
         raise ValueError("nothing to export")
     for clip in clips:
-        for name, value in clip._per_frame().items():
-            if not np.isfinite(value).all():
-                raise ValueError(f"refusing to export: {name!r} contains NaN or Inf")
+        check_finite(clip)
     if suffix == ".glb":
         from .gltf import glb_bytes
 
@@ -46,6 +44,19 @@ def export_bytes(clips: Sequence[Clip], body: BodyModel, suffix: str) -> bytes:
         from .bvh import bvh_bytes
 
         return bvh_bytes(clip_skeleton(clip, body))
+    return clip_npz(clip)
+
+
+def check_finite(clip: Clip) -> None:
+    """Refuse (``ValueError``) a clip holding NaN or Inf: no exporter writes one."""
+    for name, value in clip._per_frame().items():
+        if not np.isfinite(value).all():
+            raise ValueError(f"refusing to export a clip whose {name!r} contains NaN or Inf")
+
+
+def clip_npz(clip: Clip) -> bytes:
+    """A clip as the bytes of an AMASS SMPL-X npz (:func:`prior.data.clip_arrays`); refuses NaN/Inf."""
+    check_finite(clip)
     buffer = io.BytesIO()
     np.savez(buffer, **clip_arrays(clip))
     return buffer.getvalue()
@@ -71,4 +82,5 @@ def format_of(path: str | Path) -> str:
     return suffix
 
 
-__all__ = ["FORMATS", "Skeleton", "as_frames", "clip_skeleton", "export_bytes", "format_of", "is_z_up"]
+__all__ = ["FORMATS", "Skeleton", "as_frames", "check_finite", "clip_npz", "clip_skeleton", "export_bytes",
+           "format_of", "is_z_up"]
