@@ -7,6 +7,7 @@ atomically, so Ctrl-C (exit 130) and SIGTERM (exit 143) leave no partial file.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import signal
 import sys
@@ -79,15 +80,18 @@ class Common:
 
 class _Bar:
     """A tqdm bar on stderr fed by task progress callbacks. A run that stops (an error, Ctrl-C,
-    SIGTERM) clears the bars it left open (:meth:`close_all`), so its message starts its own line."""
+    SIGTERM) clears the bars it left open (:meth:`close_all`), so its message starts its own line.
+    SIGTERM is held while a bar is made or closed: tqdm prints the bar before it records that it
+    did, and a bar cut off in between cannot be cleared."""
 
     _open: list[_Bar] = []
 
     def __init__(self, desc: str) -> None:
         from tqdm import tqdm
 
-        self.bar = tqdm(desc=desc, unit="step", file=sys.stderr, dynamic_ncols=True, leave=False)
-        _Bar._open.append(self)
+        with _sigterm_held():
+            self.bar = tqdm(desc=desc, unit="step", file=sys.stderr, dynamic_ncols=True, leave=False)
+            _Bar._open.append(self)
 
     def __call__(self, progress) -> None:
         self.bar.total = progress.total
@@ -96,19 +100,14 @@ class _Bar:
         self.bar.refresh()
 
     def close(self) -> None:
-        self.bar.close()
-        if self in _Bar._open:
-            _Bar._open.remove(self)
+        with _sigterm_held():
+            self.bar.close()
+            if self in _Bar._open:
+                _Bar._open.remove(self)
 
     @classmethod
     def close_all(cls) -> None:
         for bar in list(cls._open):
-            bar.close()
-        # A signal that lands inside tqdm's constructor, after it printed the bar but before
-        # ``_open`` knows it, leaves a bar only tqdm's own registry (``_instances``) holds.
-        from tqdm import tqdm
-
-        for bar in list(getattr(tqdm, "_instances", ())):
             bar.close()
 
 
@@ -618,8 +617,30 @@ class Terminated(KeyboardInterrupt):
     the same unwinding runs: :func:`prior.files.atomic_write` removes its temporary file."""
 
 
+class _Held:
+    depth = 0  # how many _sigterm_held blocks the main thread is in
+    pending = False  # a SIGTERM came during one
+
+
+@contextlib.contextmanager
+def _sigterm_held():
+    """Run a block that SIGTERM must not cut in two; a SIGTERM sent during it is raised at its end.
+    (Python runs signal handlers in the main thread only, so a flag is enough.)"""
+    _Held.depth += 1
+    try:
+        yield
+    finally:
+        _Held.depth -= 1
+        if _Held.pending and not _Held.depth:
+            _Held.pending = False
+            raise Terminated
+
+
 def _raise_terminated(signum: int, frame: object) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the cleanup short
+    if _Held.depth:
+        _Held.pending = True
+        return
     raise Terminated
 
 
