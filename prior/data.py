@@ -495,6 +495,25 @@ def load_motion(
 # Writing
 
 
+MOTION_KEYS = ("poses", "root_orient", "trans", "mocap_frame_rate", "mocap_framerate")
+"""Keys that make an npz of poses a motion (frames) rather than a set of poses."""
+MAX_POSE_SET = 64
+"""The most poses a file may hold to be opened as a set of poses rather than a clip."""
+
+
+def is_pose_set(path: Path) -> bool:
+    """Whether an ``.npz`` holds a set of poses (``dposer generate``'s ``pose_body (N, 63)``, or
+    ``pose_samples``) rather than a motion: ``(N, 63)`` poses, N at most :data:`MAX_POSE_SET`,
+    and nothing that makes them frames (no frame rate, root orientation, translation or AMASS
+    ``poses``: :data:`MOTION_KEYS`). A longer file of bare poses is opened as a clip."""
+    with open_npz(path, max_bytes=MAX_FILE_BYTES) as archive:
+        key = next((k for k in ("pose_body", "pose_samples") if k in archive), None)
+        if key is None or any(k in archive for k in MOTION_KEYS):
+            return False
+        shape = archive.shape(key)
+    return len(shape) == 2 and shape[1] == 63 and shape[0] <= MAX_POSE_SET
+
+
 def clip_arrays(clip: Clip) -> dict[str, np.ndarray]:
     """The arrays :func:`save_clip` writes: the AMASS SMPL-X stageii layout plus split keys."""
     frames = clip.num_frames

@@ -16,6 +16,7 @@ import torch
 import viser
 from fake_tab import press, send_as_the_browser, settle
 
+from prior.data import is_pose_set
 from prior.files import asset_path
 from prior.motion import DenoiseOptions
 from prior.motion_fit import fit_motion
@@ -26,7 +27,6 @@ from viewer.panels.motion import (
     EXAMPLE_FPS,
     MAX_NOISE_M,
     error_summary,
-    is_pose_set,
     length_text,
     plot_data,
 )

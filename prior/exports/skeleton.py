@@ -28,6 +28,22 @@ def is_z_up(root_orient: np.ndarray) -> bool:
     return bool(up[2] > up[1])
 
 
+def display_turn(root_orient: np.ndarray) -> np.ndarray:
+    """``(3, 3)`` rotation that shows a clip with root orientations ``root_orient: (T, 3)`` standing
+    up (+Y) and facing the camera (+Z): a Z-up (AMASS) clip is turned -90 degrees about X, then
+    every clip about the vertical so that its mean heading (the pelvis' forward, +Z of the body)
+    points at the camera. For display only: the clip, and what is saved from it, keep the file's frame."""
+    tilt = Z_UP_TO_Y_UP if is_z_up(root_orient) else np.eye(3)
+    rot = axis_angle_to_matrix(torch.as_tensor(root_orient, dtype=torch.float64)).numpy()
+    forward = rot[:, :, 2] @ tilt.T  # (T, 3) in the Y-up frame
+    flat = forward[:, [0, 2]]
+    flat = flat / np.maximum(np.linalg.norm(flat, axis=1, keepdims=True), 1e-9)
+    heading = float(np.arctan2(*flat.mean(0)))  # from +Z towards +X
+    c, s = np.cos(heading), np.sin(heading)
+    yaw = np.array([[c, 0.0, -s], [0.0, 1.0, 0.0], [s, 0.0, c]])  # -heading about +Y
+    return yaw @ tilt
+
+
 @dataclass(frozen=True, eq=False)
 class Skeleton:
     """An animated skeleton, float64, metres, Y up.

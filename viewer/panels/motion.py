@@ -16,14 +16,14 @@ import torch
 import viser
 import viser.uplot as uplot
 
-from prior.data import MAX_FILE_BYTES, Clip, JointTrack, load_motion
+from prior.data import MAX_POSE_SET, Clip, JointTrack, is_pose_set, load_motion
 from prior.errors import InputError
-from prior.exports.skeleton import Z_UP_TO_Y_UP, is_z_up
-from prior.files import asset_path, open_npz
+from prior.exports.skeleton import display_turn, is_z_up
+from prior.files import asset_path
 from prior.motion import DenoiseOptions, root_from_joints
 from prior.motion_fit import MotionFit, Observations, fit_motion, observe_motion
 from prior.progress import Progress
-from prior.rotations import axis_angle_to_matrix, matrix_to_wxyz_np
+from prior.rotations import matrix_to_wxyz_np
 
 from .. import exports
 from ..body_handle import BodyHandle
@@ -56,26 +56,6 @@ BACKGROUND_OPACITY = 0.35  # overlaid, the bodies not selected: the others show 
 MAX_NOISE_M = 0.1
 MARKER_STEPS = 300  # during playback the plot's frame marker moves in steps of 1/300 of the clip (about a pixel)
 # What makes the poses of a file frames of a motion rather than a set of poses.
-MOTION_KEYS = ("poses", "root_orient", "trans", "mocap_frame_rate", "mocap_framerate")
-MAX_POSE_SET = 64
-
-
-def display_turn(root_orient: np.ndarray) -> np.ndarray:
-    """``(3, 3)`` rotation that shows a clip with root orientations ``root_orient: (T, 3)`` standing
-    up (+Y) and facing the camera (+Z): a Z-up (AMASS) clip is turned -90 degrees about X, then
-    every clip about the vertical so that its mean heading (the pelvis' forward, +Z of the body)
-    points at the camera. For display only: the clip, and what is saved from it, keep the file's frame."""
-    tilt = Z_UP_TO_Y_UP if is_z_up(root_orient) else np.eye(3)
-    rot = axis_angle_to_matrix(torch.as_tensor(root_orient, dtype=torch.float64)).numpy()
-    forward = rot[:, :, 2] @ tilt.T  # (T, 3) in the Y-up frame
-    flat = forward[:, [0, 2]]
-    flat = flat / np.maximum(np.linalg.norm(flat, axis=1, keepdims=True), 1e-9)
-    heading = float(np.arctan2(*flat.mean(0)))  # from +Z towards +X
-    c, s = np.cos(heading), np.sin(heading)
-    yaw = np.array([[c, 0.0, -s], [0.0, 1.0, 0.0], [s, 0.0, c]])  # -heading about +Y
-    return yaw @ tilt
-
-
 def length_text(frames: int, fps: float, *, assumed: bool = False) -> str:
     """``"240 frames at 120 fps, 2.00 s"``: a clip lasts its frames over its rate (each frame is
     on screen for 1/fps: 2 frames at 30 fps last 0.07 s), as a video player counts it; an
@@ -93,19 +73,6 @@ def read_motion(path: Path) -> Clip | JointTrack:
     if isinstance(motion, Clip) and motion.fps_assumed and path.resolve() == asset_path(EXAMPLE_CLIP).resolve():
         motion = dataclasses.replace(motion, fps=EXAMPLE_FPS, fps_assumed=False)
     return motion
-
-
-def is_pose_set(path: Path) -> bool:
-    """Whether an ``.npz`` holds a set of poses (``dposer generate``'s ``pose_body (N, 63)``, or
-    ``pose_samples``) rather than a motion: ``(N, 63)`` poses, N at most :data:`MAX_POSE_SET`,
-    and nothing that makes them frames (no frame rate, root orientation, translation or AMASS
-    ``poses``: :data:`MOTION_KEYS`). A longer file of bare poses is opened as a clip."""
-    with open_npz(path, max_bytes=MAX_FILE_BYTES) as archive:
-        key = next((k for k in ("pose_body", "pose_samples") if k in archive), None)
-        if key is None or any(k in archive for k in MOTION_KEYS):
-            return False
-        shape = archive.shape(key)
-    return len(shape) == 2 and shape[1] == 63 and shape[0] <= MAX_POSE_SET
 
 
 def error_summary(errors_mm: dict[str, np.ndarray], *, truth: bool) -> str:
