@@ -17,6 +17,7 @@ class FakeCamera:
     def __init__(self, aspect: float = 1.6) -> None:
         self.position = np.array([0.0, 1.0, 5.0])
         self.look_at = np.zeros(3)
+        self.wxyz = np.array([0.0, 1.0, 0.0, 0.0])  # OpenCV axes: looking along world -Z, y down (turned about X)
         self.up_direction = (0.0, 1.0, 0.0)
         self.fov = math.radians(75.0)  # viser's default
         self.aspect = aspect

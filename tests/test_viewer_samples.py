@@ -135,7 +135,7 @@ def test_the_view_holds_every_sample_in_the_free_canvas_and_fills_it(session, de
     """Each body's real mesh, projected with the panel's view, lies left of the control panel
     (the right 25% of the canvas) and inside the canvas; the grid fills the free part."""
     from viewer.exports import shown_vertices
-    from viewer.session import PANEL_FRACTION
+    from viewer.page import PANEL_FRACTION
 
     path = tmp_path / "grid.npz"
     np.savez(path, pose_body=demo_poses[100:100 + count])

@@ -26,6 +26,7 @@ class Pacer:
         self.min_interval_s = 1.0 / max_hz
         self._frame = frame or contextlib.nullcontext
         self._pending: dict[str, Callable[[], None]] = {}
+        self._flushed: list[threading.Event] = []  # set once the frame running the pending draws is sent
         self._ticks: dict[str, Callable[[float], None]] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -40,6 +41,16 @@ class Pacer:
         with self._lock:
             self._pending[key] = draw
         self._wake.set()
+
+    def draw_and_wait(self, key: str, draw: Callable[[], None], *, timeout: float = 10.0) -> bool:
+        """:meth:`post` ``draw`` and wait until the frame that runs it has sent its writes (so a
+        render the browser is asked for next shows them). False when that took over ``timeout`` s."""
+        done = threading.Event()
+        with self._lock:
+            self._pending[key] = draw
+            self._flushed.append(done)
+        self._wake.set()
+        return done.wait(timeout)
 
     def animate(self, key: str, tick: Callable[[float], None] | None) -> None:
         """Call ``tick(dt_s)`` every frame (``None`` stops it)."""
@@ -76,6 +87,7 @@ class Pacer:
             dt, last = now - last, now
             with self._lock:
                 pending, self._pending = self._pending, {}
+                flushed, self._flushed = self._flushed, []
                 ticks = list(self._ticks.items())
                 if not ticks:
                     self._wake.clear()
@@ -91,6 +103,8 @@ class Pacer:
                         _run(write)
             self.frame_cpu_s += time.thread_time() - cpu0
             self.frames += 1
+            for done in flushed:
+                done.set()
 
 
 def _run(fn: Callable[..., None], *args: float) -> None:

@@ -71,6 +71,10 @@ if (!window.__dposerKeys) {
 """
 
 
+PANEL_FRACTION = 0.25
+"""The share of the canvas width the control panel covers, on the right."""
+
+
 def _icon_url(icon: str) -> str:
     svg = svg_from_icon(icon)  # type: ignore[arg-type]
     return "data:image/svg+xml," + urllib.parse.quote(svg)

@@ -23,7 +23,7 @@ from .body_handle import MASK_COLOR, BodyHandle
 from .history import History
 from .markup import literal
 from .pacer import Pacer
-from .page import page_markup
+from .page import PANEL_FRACTION, page_markup
 from .panels.base import Panel, ShownBody
 from .rig import BodyRig
 from .uploads import limit_uploads
@@ -32,7 +32,6 @@ from .worker import Job, JobContext, non_finite_part
 if TYPE_CHECKING:
     from .app import ViewerApp
 
-PANEL_FRACTION = 0.25  # of the canvas width, covered by the control panel on the right
 ARM_SPAN_M = 1.9  # room for one body's arms when framing
 
 

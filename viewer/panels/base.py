@@ -9,6 +9,7 @@ current pose, mask and events).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -44,6 +45,17 @@ class ShownBody:
     opacity: float | None = None
 
 
+@dataclass(frozen=True)
+class Timeline:
+    """What a panel plays over time, for recordings: ``frames`` frames at ``fps`` (a clip's rate; a
+    trajectory's replay rate), and ``draw(i)``, which shows frame ``i`` (display thread)."""
+
+    what: str
+    frames: int
+    fps: float
+    draw: Callable[[int], None]
+
+
 class Panel:
     """One tab of the control panel.
 
@@ -61,6 +73,8 @@ class Panel:
             without one, such as Export, leaves the scene and what is on it as it is).
         on_joint_click: a click on the main body's submesh of an SMPL-X joint while active.
         shown_bodies: the bodies this panel has on screen (for export and ``.viser``).
+        shown_motion / playback: the clip it plays (animation exports) / what it plays over time
+            (recordings: a clip, a generation trajectory), or None.
         extent: the X range (metres) its bodies occupy, for framing the camera; None while it shows nothing.
         view: its own camera view for framing (Fit: the photo's camera), or None for the front view of extent.
         rebuild: redraw bodies after a body-model switch.
@@ -107,6 +121,10 @@ class Panel:
     def shown_motion(self) -> Clip | None:
         """The clip this panel plays on its stage (the selected body's), for animation exports;
         None when it shows still bodies (exported as :meth:`shown_bodies`)."""
+        return None
+
+    def playback(self) -> Timeline | None:
+        """What a recording of this panel's stage plays (see :class:`Timeline`), or None."""
         return None
 
     def extent(self) -> tuple[float, float] | None:

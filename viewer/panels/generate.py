@@ -20,11 +20,12 @@ from prior.sampling import GenerationResult, generate
 
 from ..body_handle import BodyHandle, BodyPool
 from ..markup import literal
+from ..page import PANEL_FRACTION
 from ..rig import NUM_BONES, BodyRig, RigPose
 from ..uploads import upload_error, uploaded_to_file
 from ..widgets import SEED_RANGE, PlayButton, checked_choice, in_range
 from ..worker import JobContext
-from .base import Panel, ShownBody, grid_positions
+from .base import Panel, ShownBody, Timeline, grid_positions
 
 if TYPE_CHECKING:
     from ..session import ClientSession
@@ -441,6 +442,18 @@ class GeneratePanel(Panel):
     def stop_play(self) -> None:
         self.player.stop()
 
+    def playback(self) -> Timeline | None:
+        """The trajectory's steps, noise to samples, replayed in :data:`PLAY_SECONDS` (for recordings)."""
+        if self.trajectory is None or self.t is None:
+            return None
+        trajectory, t = self.trajectory, self.t
+
+        def show(i: int) -> None:
+            self.stop_play()
+            self._draw(trajectory[i], float(t[i]))
+
+        return Timeline("the trajectory", len(trajectory), len(trajectory) / PLAY_SECONDS, show)
+
     # -- panel ---------------------------------------------------------------------------------
     def rebuild(self) -> None:
         self._pool.set_rig(self.session.rig)
@@ -459,7 +472,6 @@ class GeneratePanel(Panel):
         """The grid from the front and above, every body and label in the free part of the canvas."""
         if not self.bodies:
             return None
-        from ..session import PANEL_FRACTION  # the session imports the panels
 
         rows = len({z for _, z in grid_positions(len(self.bodies), SPACING_M, ROW_M)})
         pitch = VIEW_PITCH_GRID if rows > 1 else VIEW_PITCH_ROW

@@ -32,7 +32,7 @@ from ..rig import NUM_BONES, RigPose
 from ..uploads import MAX_CLIP_BYTES, upload_error, uploaded_to_file
 from ..widgets import SEED_RANGE, PlayButton, SkeletonOverlay, checked_choice, in_range
 from ..worker import JobContext
-from .base import Panel, ShownBody
+from .base import Panel, ShownBody, Timeline
 
 if TYPE_CHECKING:
     from ..session import ClientSession
@@ -666,6 +666,18 @@ class MotionPanel(Panel):
         if self._front() == "denoised" and self.fit is not None:
             return self.fit.clip
         return self.clip
+
+    def playback(self) -> Timeline | None:
+        """The clip's frames at its rate, each shown as scrubbing there shows it (for recordings)."""
+        if self.clip is None:
+            return None
+        return Timeline("the clip", self.clip.num_frames, self.clip.fps, self._show_recorded)
+
+    def _show_recorded(self, frame: int) -> None:
+        self.player.stop()
+        self.frame, self._play_pos = frame, float(frame)
+        self._draw_frame()
+        self.timeline.value = frame
 
     def denoised_clip(self) -> Clip | None:
         """The finished fit as a clip (its root and translation fitted or the input's)."""

@@ -1,0 +1,209 @@
+"""Screenshots and recordings of what a browser tab shows, rendered by that tab (viser's
+``get_render``: the page's own WebGL, from its current camera) and encoded by
+:mod:`prior.exports.video`.
+
+A recording plays the stage panel's :class:`~viewer.panels.base.Timeline` frame by frame: each frame
+is drawn on the tab's display thread and sent (:meth:`viewer.pacer.Pacer.draw_and_wait`), then the
+tab renders it, so every frame of the file shows exactly its step of the clip or trajectory,
+whatever the page's own frame rate. Frames stream into a temporary file; a cancelled or failed
+recording leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import tempfile
+import threading
+import uuid
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+import viser
+from viser import _messages
+
+from prior.errors import Cancelled, InputError
+from prior.exports.video import VideoEncoder, check_size, png_bytes, source_frames
+from prior.progress import Progress
+from prior.rotations import wxyz_to_matrix_np
+
+from .page import PANEL_FRACTION
+from .panels.base import Timeline
+
+if TYPE_CHECKING:
+    from .worker import JobContext
+
+SIZES = ("640x480", "1280x720", "1920x1080", "1080x1080")
+"""Image sizes offered (width x height pixels)."""
+RENDER_TIMEOUT_S = 60.0  # a tab that stays connected but never answers a render request
+MAX_FRAMES = 36_000
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"640x480"`` -> ``(640, 480)``; anything not in :data:`SIZES` is an ``InputError``."""
+    if text not in SIZES:
+        raise InputError(f"image size {text!r} is not one of {', '.join(SIZES)}")
+    width, height = (int(v) for v in text.split("x"))
+    return width, height
+
+
+@dataclass(frozen=True)
+class View:
+    """A camera to render with: ``wxyz`` (camera to world, OpenCV axes), ``position``, vertical ``fov`` (rad)."""
+
+    wxyz: np.ndarray
+    position: np.ndarray
+    fov: float
+
+
+def free_view(camera: viser.CameraHandle, aspect: float) -> View:
+    """The tab's camera as the user sees it beside the control panel, for an image of ``aspect``
+    (width / height) without one: moved sideways by the panel's share of the view (the part of the
+    canvas the user looks at is left of the panel, :data:`~viewer.session.PANEL_FRACTION`), and
+    widened when the image is narrower than that part, so that what the user sees is in the image."""
+    wxyz = np.asarray(camera.wxyz, np.float64)
+    position = np.asarray(camera.position, np.float64)
+    distance = float(np.linalg.norm(position - np.asarray(camera.look_at, np.float64)))
+    tan_half = math.tan(0.5 * float(camera.fov))
+    view_width = 2.0 * distance * tan_half * float(camera.aspect)  # at the look-at point
+    right = wxyz_to_matrix_np(wxyz)[:, 0]
+    position = position - right * 0.5 * PANEL_FRACTION * view_width
+    seen_aspect = float(camera.aspect) * (1.0 - PANEL_FRACTION)
+    if aspect < seen_aspect:
+        tan_half *= seen_aspect / aspect
+    return View(wxyz, position, 2.0 * math.atan(tan_half))
+
+
+def render_view(client: viser.ClientHandle, view: View, width: int, height: int, *, png: bool = False) -> np.ndarray:
+    """``view`` rendered by the tab at ``width x height``: ``(H, W, 3)`` uint8 (JPEG transport), or
+    with ``png`` ``(H, W, 4)`` with the background transparent."""
+    try:
+        return client.get_render(height, width, wxyz=view.wxyz, position=view.position, fov=view.fov,
+                                 transport_format="png" if png else "jpeg", timeout=RENDER_TIMEOUT_S)
+    except TimeoutError:
+        raise InputError(f"the browser tab did not render a frame within {RENDER_TIMEOUT_S:.0f} s") from None
+
+
+class RenderPipe:
+    """Render requests to one tab with up to ``depth`` in flight (a lone request waits out the
+    page's round trip: ~0.4 s with software WebGL, against ~0.2 s a frame with four in flight).
+
+    A request is queued on the tab's connection behind every scene update sent before it, so it
+    renders the scene as it stood then, whatever is drawn after it. Frames come back in request
+    order. Uses viser's render messages directly (``ClientHandle.get_render`` blocks); a viser
+    without them gets one request at a time through ``get_render``."""
+
+    def __init__(self, client: viser.ClientHandle, *, depth: int = 4) -> None:
+        self.client = client
+        self.connection = getattr(client, "_websock_connection", None)
+        self.depth = depth if self.connection is not None and hasattr(_messages, "GetRenderRequestMessage") else 1
+        self._waiting: deque[tuple[str, threading.Event, dict]] = deque()
+        self._blocking: deque[np.ndarray] = deque()
+        if self.depth > 1:
+            self.connection.register_handler(_messages.GetRenderResponseMessage, self._on_response)
+
+    @property
+    def full(self) -> bool:
+        return len(self._waiting) + len(self._blocking) >= self.depth
+
+    @property
+    def empty(self) -> bool:
+        return not self._waiting and not self._blocking
+
+    def request(self, view: View, width: int, height: int) -> None:
+        if self.depth == 1:
+            self._blocking.append(render_view(self.client, view, width, height))
+            return
+        render_uuid = uuid.uuid4().hex
+        entry = (render_uuid, threading.Event(), {})
+        self._waiting.append(entry)
+        self.connection.queue_message(_messages.GetRenderRequestMessage(
+            "image/jpeg", height=height, width=width, quality=90, wxyz=tuple(map(float, view.wxyz)),
+            position=tuple(map(float, view.position)), fov=float(view.fov), render_uuid=render_uuid))
+        self.client.flush()
+
+    def next(self) -> np.ndarray:
+        """The oldest requested frame, ``(H, W, 3)`` uint8 (waits for it)."""
+        if self.depth == 1:
+            return self._blocking.popleft()
+        render_uuid, done, out = self._waiting[0]
+        if not done.wait(RENDER_TIMEOUT_S):
+            raise InputError(f"the browser tab did not render a frame within {RENDER_TIMEOUT_S:.0f} s")
+        self._waiting.popleft()
+        if not out.get("payload"):
+            raise InputError("the browser tab could not render a frame")
+        from PIL import Image
+
+        return np.asarray(Image.open(io.BytesIO(out["payload"])).convert("RGB"))
+
+    def _on_response(self, client_id: int, message) -> None:
+        for render_uuid, done, out in list(self._waiting):
+            if render_uuid == message.render_uuid:
+                out["payload"] = message.payload
+                done.set()
+
+    def close(self) -> None:
+        if self.depth > 1:
+            self.connection.unregister_handler(_messages.GetRenderResponseMessage, self._on_response)
+
+
+def screenshot(client: viser.ClientHandle, width: int, height: int) -> bytes:
+    """A PNG of the tab's view (:func:`free_view`; transparent background)."""
+    return png_bytes(render_view(client, free_view(client.camera, width / height), width, height, png=True))
+
+
+def record(
+    ctx: JobContext,
+    client: viser.ClientHandle,
+    pacer,
+    timeline: Timeline,
+    *,
+    width: int,
+    height: int,
+    fps: float,
+    suffix: str,
+) -> bytes:
+    """Play ``timeline`` at ``fps`` (:func:`prior.exports.video.source_frames`) in the tab and
+    encode each rendered frame into a ``suffix`` (``.mp4``, ``.gif``) file; its bytes. Reports a
+    step per frame and stops at ``ctx.cancel`` (``Cancelled``: the temporary file is gone)."""
+    try:
+        check_size(width, height, suffix)
+        frames = source_frames(timeline.frames, timeline.fps, fps)
+    except ValueError as exc:
+        raise InputError(f"cannot record {timeline.what}: {exc}") from None
+    if len(frames) > MAX_FRAMES:
+        raise InputError(f"{len(frames)} frames to record: at most {MAX_FRAMES}; lower the frame rate")
+    view = free_view(client.camera, width / height)  # fixed for the whole recording
+    pipe = RenderPipe(client)
+    encoded = 0
+
+    def encode_next() -> None:
+        nonlocal encoded
+        encoder.add(pipe.next())
+        encoded += 1
+        ctx.report(Progress("record", encoded, len(frames), 0.0, torch.empty(0)))
+
+    try:
+        with tempfile.TemporaryFile() as out:
+            encoder = VideoEncoder(out, suffix, fps=fps, width=width, height=height)
+            for frame in frames:
+                if ctx.cancel.is_set():  # also hands the model on to another tab between frames
+                    raise Cancelled("recording cancelled")
+                if not pacer.draw_and_wait("record", lambda f=int(frame): timeline.draw(f)):
+                    raise InputError("the tab's display did not draw the next frame in time")
+                pipe.request(view, width, height)  # renders this frame, however soon the next is drawn
+                if pipe.full:
+                    encode_next()
+            while not pipe.empty:
+                encode_next()
+            encoder.finish()
+            out.seek(0)
+            return out.read()
+    finally:
+        pipe.close()
+
+
+__all__ = ["SIZES", "parse_size", "record", "render_view", "screenshot"]
