@@ -1,5 +1,5 @@
 """Screenshots and recordings of what a browser tab shows, rendered by that tab (viser's
-``get_render``: the page's own WebGL, from its current camera) and encoded by
+``get_render``: the page's own WebGL, from the user's view without the control panel) and encoded by
 :mod:`prior.exports.video`.
 
 A recording plays the stage panel's :class:`~viewer.panels.base.Timeline` frame by frame: each frame
@@ -11,19 +11,14 @@ recording leaves nothing behind.
 
 from __future__ import annotations
 
-import io
 import math
 import tempfile
-import threading
-import uuid
-from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import viser
-from viser import _messages
 
 from prior.errors import Cancelled, InputError
 from prior.exports.video import VideoEncoder, check_size, png_bytes, source_frames
@@ -87,69 +82,6 @@ def render_view(client: viser.ClientHandle, view: View, width: int, height: int,
         raise InputError(f"the browser tab did not render a frame within {RENDER_TIMEOUT_S:.0f} s") from None
 
 
-class RenderPipe:
-    """Render requests to one tab with up to ``depth`` in flight (a lone request waits out the
-    page's round trip: ~0.4 s with software WebGL, against ~0.2 s a frame with four in flight).
-
-    A request is queued on the tab's connection behind every scene update sent before it, so it
-    renders the scene as it stood then, whatever is drawn after it. Frames come back in request
-    order. Uses viser's render messages directly (``ClientHandle.get_render`` blocks); a viser
-    without them gets one request at a time through ``get_render``."""
-
-    def __init__(self, client: viser.ClientHandle, *, depth: int = 4) -> None:
-        self.client = client
-        self.connection = getattr(client, "_websock_connection", None)
-        self.depth = depth if self.connection is not None and hasattr(_messages, "GetRenderRequestMessage") else 1
-        self._waiting: deque[tuple[str, threading.Event, dict]] = deque()
-        self._blocking: deque[np.ndarray] = deque()
-        if self.depth > 1:
-            self.connection.register_handler(_messages.GetRenderResponseMessage, self._on_response)
-
-    @property
-    def full(self) -> bool:
-        return len(self._waiting) + len(self._blocking) >= self.depth
-
-    @property
-    def empty(self) -> bool:
-        return not self._waiting and not self._blocking
-
-    def request(self, view: View, width: int, height: int) -> None:
-        if self.depth == 1:
-            self._blocking.append(render_view(self.client, view, width, height))
-            return
-        render_uuid = uuid.uuid4().hex
-        entry = (render_uuid, threading.Event(), {})
-        self._waiting.append(entry)
-        self.connection.queue_message(_messages.GetRenderRequestMessage(
-            "image/jpeg", height=height, width=width, quality=90, wxyz=tuple(map(float, view.wxyz)),
-            position=tuple(map(float, view.position)), fov=float(view.fov), render_uuid=render_uuid))
-        self.client.flush()
-
-    def next(self) -> np.ndarray:
-        """The oldest requested frame, ``(H, W, 3)`` uint8 (waits for it)."""
-        if self.depth == 1:
-            return self._blocking.popleft()
-        render_uuid, done, out = self._waiting[0]
-        if not done.wait(RENDER_TIMEOUT_S):
-            raise InputError(f"the browser tab did not render a frame within {RENDER_TIMEOUT_S:.0f} s")
-        self._waiting.popleft()
-        if not out.get("payload"):
-            raise InputError("the browser tab could not render a frame")
-        from PIL import Image
-
-        return np.asarray(Image.open(io.BytesIO(out["payload"])).convert("RGB"))
-
-    def _on_response(self, client_id: int, message) -> None:
-        for render_uuid, done, out in list(self._waiting):
-            if render_uuid == message.render_uuid:
-                out["payload"] = message.payload
-                done.set()
-
-    def close(self) -> None:
-        if self.depth > 1:
-            self.connection.unregister_handler(_messages.GetRenderResponseMessage, self._on_response)
-
-
 def screenshot(client: viser.ClientHandle, width: int, height: int) -> bytes:
     """A PNG of the tab's view (:func:`free_view`; transparent background)."""
     return png_bytes(render_view(client, free_view(client.camera, width / height), width, height, png=True))
@@ -177,33 +109,18 @@ def record(
     if len(frames) > MAX_FRAMES:
         raise InputError(f"{len(frames)} frames to record: at most {MAX_FRAMES}; lower the frame rate")
     view = free_view(client.camera, width / height)  # fixed for the whole recording
-    pipe = RenderPipe(client)
-    encoded = 0
-
-    def encode_next() -> None:
-        nonlocal encoded
-        encoder.add(pipe.next())
-        encoded += 1
-        ctx.report(Progress("record", encoded, len(frames), 0.0, torch.empty(0)))
-
-    try:
-        with tempfile.TemporaryFile() as out:
-            encoder = VideoEncoder(out, suffix, fps=fps, width=width, height=height)
-            for frame in frames:
-                if ctx.cancel.is_set():  # also hands the model on to another tab between frames
-                    raise Cancelled("recording cancelled")
-                if not pacer.draw_and_wait("record", lambda f=int(frame): timeline.draw(f)):
-                    raise InputError("the tab's display did not draw the next frame in time")
-                pipe.request(view, width, height)  # renders this frame, however soon the next is drawn
-                if pipe.full:
-                    encode_next()
-            while not pipe.empty:
-                encode_next()
-            encoder.finish()
-            out.seek(0)
-            return out.read()
-    finally:
-        pipe.close()
+    with tempfile.TemporaryFile() as out:
+        encoder = VideoEncoder(out, suffix, fps=fps, width=width, height=height)
+        for step, frame in enumerate(frames, 1):
+            if ctx.cancel.is_set():  # also hands the model on to another tab between frames
+                raise Cancelled("recording cancelled")
+            if not pacer.draw_and_wait("record", lambda f=int(frame): timeline.draw(f)):
+                raise InputError("the tab's display did not draw the next frame in time")
+            encoder.add(render_view(client, view, width, height))
+            ctx.report(Progress("record", step, len(frames), 0.0, torch.empty(0)))
+        encoder.finish()
+        out.seek(0)
+        return out.read()
 
 
 __all__ = ["SIZES", "parse_size", "record", "render_view", "screenshot"]
