@@ -606,9 +606,126 @@ class Export(Common):
         print(f"wrote {self.out}: {what}, {len(data) / 1e6:.2f} MB", file=sys.stderr)
 
 
+MAX_RENDER_FRAMES = 100_000  # frames of one `dposer render` video (55 min at 30 fps)
+
+
+@dataclass(kw_only=True)
+class Render(Common):
+    """Render a clip, a set of poses or a generate --trajectory file to a video or an image, headless:
+    a software renderer on the CPU (no browser, no GPU) draws the bodies as the viewer shows them."""
+
+    input: tyro.conf.Positional[Path]
+    """A clip (.npz, as export --clip reads it), a set of poses (dposer generate's output, at most 64 poses) or a
+    dposer generate --trajectory file."""
+    out: Path
+    """Output: .mp4 (H.264) or .gif, the animation; .png, one image (--frame of a clip or a trajectory, or a
+    set of poses side by side)."""
+    width: int = 640
+    """Image width in pixels (16..4096; even for .mp4)."""
+    height: int = 480
+    """Image height in pixels (16..4096; even for .mp4)."""
+    fps: float | None = None
+    """Frame rate of a video (0.1..240; default: a clip's own, at most 240; a trajectory replays in 4 s at 30 fps)."""
+    frame: int | None = None
+    """For .png: the frame of a clip, or the step of a trajectory (0 = the first: noise), to draw (default 0)."""
+
+    def run(self) -> None:
+        from .exports.video import MAX_FPS, MAX_SIDE, VIDEO_FORMATS, check_size
+        from .outputs import check_writable
+        from .render import MIN_FPS, render_format, write_render
+
+        try:
+            suffix = render_format(self.out)
+        except ValueError as e:
+            raise InputError(str(e), self.out) from None
+        video = suffix in VIDEO_FORMATS
+        _in_range("--width", self.width, 16, MAX_SIDE, " pixels")
+        _in_range("--height", self.height, 16, MAX_SIDE, " pixels")
+        try:
+            check_size(self.width, self.height, suffix)
+        except ValueError as e:
+            raise InputError(str(e), self.out) from None
+        if self.fps is not None and not video:
+            raise InputError("--fps is a video's frame rate: a .png is one image")
+        if self.fps is not None:
+            _in_range("--fps", self.fps, MIN_FPS, MAX_FPS, " frames per second")
+        if self.frame is not None and video:
+            raise InputError("--frame picks the image of a .png: a video shows every frame")
+        check_writable(self.out, "--out")
+        draw, fps, count = self._scene(video)
+        if video:
+            self._check_length(count, suffix)
+        body = self.load_body()
+        bar = _Bar("render")
+        try:
+            written = write_render(self.out, draw(body, progress=bar), fps=fps)
+        finally:
+            bar.close()
+        megabytes = self.out.stat().st_size / 1e6
+        print(f"wrote {self.out}: {written} frame{'s' if written != 1 else ''} {self.width}x{self.height}, "
+              f"{megabytes:.2f} MB", file=sys.stderr)
+
+    def _scene(self, video: bool) -> tuple:
+        """Read the input: ``(draw, fps, frames)``, where ``draw(body, progress=...)`` yields what is
+        rendered (a video's frames, or the one image) at ``fps``, ``frames`` of them for a video."""
+        import functools
+
+        from .data import DEFAULT_FPS, is_pose_set, load_clip, load_poses
+        from .exports.video import MAX_FPS, source_frames
+        from .render import (
+            is_trajectory,
+            load_trajectory,
+            render_frames,
+            render_poses,
+            render_trajectory,
+            trajectory_steps,
+        )
+
+        size = {"width": self.width, "height": self.height}
+        frame = 0 if self.frame is None else self.frame
+        if is_trajectory(self.input):
+            trajectory = load_trajectory(self.input)
+            fps = self.fps or DEFAULT_FPS
+            self._check_frame(frame, len(trajectory), "steps")
+            draw = functools.partial(render_trajectory, trajectory=trajectory, fps=fps,
+                                     step=None if video else frame, **size)
+            return draw, fps, len(trajectory_steps(len(trajectory), fps))
+        if is_pose_set(self.input):
+            poses = load_poses(self.input)
+            if video:
+                raise InputError(f"is a set of {len(poses)} poses, one still: render it to a .png (a generate "
+                                 "--trajectory file renders to a video)", self.input)
+            if self.frame is not None:
+                raise InputError("--frame picks a frame of a clip or a step of a trajectory, not of a set of poses",
+                                 self.input)
+            return functools.partial(render_poses, poses=poses, **size), DEFAULT_FPS, 1
+        clip = load_clip(self.input)
+        fps = self.fps or min(clip.fps, MAX_FPS)
+        self._check_frame(frame, clip.num_frames, "frames")
+        draw = functools.partial(render_frames, clip=clip, fps=fps, frame=None if video else frame, **size)
+        return draw, fps, len(source_frames(clip.num_frames, clip.fps, fps))
+
+    def _check_frame(self, frame: int, count: int, what: str) -> None:
+        """Refuse a --frame outside the input's ``count`` frames (or steps)."""
+        if not 0 <= frame < count:
+            raise InputError(f"--frame {frame} is out of range: it has {count} {what} (0..{count - 1})", self.input)
+
+    def _check_length(self, count: int, suffix: str) -> None:
+        """Refuse a video of more frames than one run writes (a GIF: than memory holds)."""
+        if count > MAX_RENDER_FRAMES:
+            raise InputError(f"{count} frames at this --fps, over the {MAX_RENDER_FRAMES} limit of one video; "
+                             "lower --fps", self.input)
+        from .exports.video import check_gif_memory
+
+        try:
+            check_gif_memory(count, self.width, self.height, suffix)
+        except ValueError as e:
+            raise InputError(str(e), self.input) from None
+
+
 SUBCOMMANDS: dict[str, type[Common]] = {
     "generate": Generate, "complete": Complete, "train": Train, "eval": Eval, "denoise": Denoise, "fit": Fit,
-    "export": Export,
+    "export": Export, "render": Render,
 }
 
 
@@ -658,7 +775,8 @@ def main(argv: list[str] | None = None) -> None:
     cmd = tyro.extras.subcommand_cli_from_dict(
         {name: cls for name, cls in SUBCOMMANDS.items()},
         prog="dposer",
-        description="DPoser pose prior: batch generation, completion, denoising, photo fitting, training, evaluation.",
+        description="DPoser pose prior: batch generation, completion, denoising, photo fitting, export, rendering, "
+                    "training, evaluation.",
         args=argv,
     )
     previous = signal.signal(signal.SIGTERM, _raise_terminated)

@@ -85,8 +85,9 @@ def moving_clip(frames: int = 40, *, seed: int = 0) -> Clip:
                 fps=60.0, fps_assumed=False)
 
 
-def body_joints(clip: Clip, body: BodyModel, turn: np.ndarray) -> np.ndarray:
-    """``(T, J, 3)`` the body model's own joints for ``clip``, turned by ``turn`` (Y up)."""
+def body_joints(clip: Clip, body: BodyModel, skeleton: Skeleton) -> np.ndarray:
+    """``(T, J, 3)`` the body model's own joints for ``clip``, turned and lifted as ``skeleton`` says
+    the export turns and lifts them (Y up, on the floor)."""
     def tensor(x: np.ndarray | None) -> torch.Tensor | None:
         return None if x is None else torch.as_tensor(x, dtype=body.v_template.dtype)
 
@@ -94,7 +95,7 @@ def body_joints(clip: Clip, body: BodyModel, turn: np.ndarray) -> np.ndarray:
         out = body.forward(tensor(clip.pose_body), global_orient=tensor(clip.root_orient), transl=tensor(clip.trans),
                            betas=tensor(clip.betas), hand_pose=tensor(clip.hands),
                            jaw_pose=tensor(clip.jaw) if body.kind == "smplx" else None, vertices=False)
-    return out.joints.double().numpy() @ turn.T
+    return out.joints.double().numpy() @ skeleton.turn.T + [0.0, skeleton.lift, 0.0]
 
 
 def write(tmp_path: Path, skeleton: Skeleton, name: str = "clip.bvh") -> Path:
@@ -141,7 +142,7 @@ def test_bvhio_reads_the_joints_hierarchy_frames_and_motion(tmp_path, case):
     assert header.FrameCount == clip.num_frames
     assert header.FrameTime == pytest.approx(1 / clip.fps, rel=1e-12)
     order = [body.joint_names.index(n) for n in names]
-    expected = body_joints(clip, body, skeleton.turn)[frames][:, order]
+    expected = body_joints(clip, body, skeleton)[frames][:, order]
     np.testing.assert_allclose(positions, expected, atol=TOLERANCE_M)
     np.testing.assert_allclose(positions, skeleton.world_positions[frames][:, order], atol=TOLERANCE_M)
 
@@ -155,7 +156,7 @@ def test_the_hierarchy_is_the_bodys_rest_t_pose_with_end_sites_along_the_leaf_bo
     rest = smplx_body.rest_joints(torch.as_tensor(clip.betas)).reshape(-1, 3).double().numpy()
     read_rest = np.array([list(joints[n].PositionWorld) for n in smplx_body.joint_names])
     np.testing.assert_allclose(read_rest, rest, atol=1e-5)
-    assert np.abs(read_rest - body_joints(clip, smplx_body, skeleton.turn)[0]).max() > 0.1  # not frame 0
+    assert np.abs(read_rest - body_joints(clip, smplx_body, skeleton)[0]).max() > 0.1  # not frame 0
 
     leaves = set(smplx_body.joint_names) - {smplx_body.joint_names[p] for p in smplx_body.parents[1:].tolist()}
     assert {"left_foot", "left_index3", "right_thumb3", "jaw", "left_eye"} <= leaves
@@ -218,10 +219,25 @@ def test_a_one_frame_clip(tmp_path, smplx_body):
     assert bvhio.readAsBvh(str(path), loadKeyFrames=False).FrameCount == 1
     joints, positions = bvhio_world_positions(path, [0])
     order = [smplx_body.joint_names.index(joint.Name) for joint in joints]
-    np.testing.assert_allclose(positions[0], body_joints(clip, smplx_body, skeleton.turn)[0][order], atol=TOLERANCE_M)
+    np.testing.assert_allclose(positions[0], body_joints(clip, smplx_body, skeleton)[0][order], atol=TOLERANCE_M)
 
 
-def test_a_clip_without_trans_keeps_the_root_at_the_bodys_rest_pelvis(tmp_path, smplx_body):
+@pytest.mark.parametrize("body_name", ["mannequin", "smplx_body"])
+def test_a_clip_without_trans_stands_on_the_floor_and_one_with_it_keeps_its_world(gesture, body_name, request):
+    """Blender's and game engines' floor is y = 0: a clip whose pelvis is at the origin (no
+    translation) would stand a metre under it. Its lowest vertex over the clip is put on it."""
+    body = request.getfixturevalue(body_name)
+    skeleton = clip_skeleton(gesture, body)
+    with torch.no_grad():
+        vertices = body.vertices(torch.as_tensor(gesture.pose_body, dtype=body.v_template.dtype),
+                                 global_orient=torch.as_tensor(gesture.root_orient, dtype=body.v_template.dtype))
+    heights = (vertices.double().numpy() @ skeleton.turn.T)[..., 1] + skeleton.lift
+    assert abs(heights.min()) < 1e-6 and skeleton.lift > 0.5, (heights.min(), skeleton.lift)
+    moved = dataclasses.replace(gesture, trans=np.tile([0.0, 0.0, 0.3], (gesture.num_frames, 1)).astype(np.float32))
+    assert clip_skeleton(moved, body).lift == 0.0, "a clip with a translation has its own floor"
+
+
+def test_a_clip_without_trans_keeps_the_root_at_the_bodys_rest_pelvis_lifted_onto_the_floor(tmp_path, smplx_body):
     clip = dataclasses.replace(moving_clip(), trans=None)
     skeleton = clip_skeleton(clip, smplx_body)
     path = write(tmp_path, skeleton)
@@ -229,9 +245,10 @@ def test_a_clip_without_trans_keeps_the_root_at_the_bodys_rest_pelvis(tmp_path, 
     joints, positions = bvhio_world_positions(path, frames)
     assert joints[0].Name == "pelvis"
     rest_pelvis = smplx_body.rest_joints(torch.as_tensor(clip.betas)).reshape(-1, 3)[0].double().numpy()
-    np.testing.assert_allclose(positions[:, 0], np.tile(skeleton.turn @ rest_pelvis, (len(frames), 1)), atol=1e-5)
+    lifted = skeleton.turn @ rest_pelvis + [0.0, skeleton.lift, 0.0]
+    np.testing.assert_allclose(positions[:, 0], np.tile(lifted, (len(frames), 1)), atol=1e-5)
     order = [smplx_body.joint_names.index(joint.Name) for joint in joints]
-    np.testing.assert_allclose(positions, body_joints(clip, smplx_body, skeleton.turn)[:, order], atol=TOLERANCE_M)
+    np.testing.assert_allclose(positions, body_joints(clip, smplx_body, skeleton)[:, order], atol=TOLERANCE_M)
 
 
 @pytest.mark.parametrize(("field", "where"), [("pose_body", "frame 2, joint 'left_knee'"), ("trans", "frame 2"),
@@ -333,5 +350,5 @@ def test_blender_imports_the_animation_where_the_body_model_puts_the_joints(tmp_
         assert result["key_frames"] == [float(1 + f) for f in range(clip.num_frames)]
         order = [body.joint_names.index(n) for n in result["names"]]
         np.testing.assert_allclose(result["rest"], blender_axes(skeleton.rest[order]), atol=1e-5)
-        ours = blender_axes(body_joints(clip, body, skeleton.turn)[frames][:, order])
+        ours = blender_axes(body_joints(clip, body, skeleton)[frames][:, order])
         np.testing.assert_allclose(result["heads"], ours, atol=TOLERANCE_M)

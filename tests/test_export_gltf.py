@@ -58,9 +58,9 @@ def poses(count: int, *, seed: int = 0) -> list[Clip]:
                  trans=rng.normal(0, 0.3, (1, 3)).astype(np.float32)) for p in pose_body]
 
 
-def model_vertices(body, clip: Clip, frames) -> np.ndarray:
-    """``(len(frames), V, 3)`` the body model's skinned vertices of ``clip``, turned Y up as the
-    export turns it."""
+def model_vertices(body, clip: Clip, frames, *, skeleton=None) -> np.ndarray:
+    """``(len(frames), V, 3)`` the body model's skinned vertices of ``clip``, turned Y up and lifted
+    onto the floor as the export turns and lifts it (as ``skeleton`` does, default ``body``'s)."""
     def pick(x):
         return None if x is None else torch.as_tensor(x[frames])
 
@@ -69,7 +69,8 @@ def model_vertices(body, clip: Clip, frames) -> np.ndarray:
                    hand_pose=pick(clip.hands) if body.has_hands else None,
                    jaw_pose=pick(clip.jaw) if body.kind == "smplx" else None,
                    betas=None if clip.betas is None else torch.as_tensor(clip.betas), vertices=True)
-    return out.vertices.double().numpy() @ clip_skeleton(clip, body).turn.T
+    skeleton = skeleton or clip_skeleton(clip, body)
+    return out.vertices.double().numpy() @ skeleton.turn.T + [0.0, skeleton.lift, 0.0]
 
 
 # ---- a small reader that follows the glTF 2.0 rules ------------------------------------------
@@ -195,7 +196,8 @@ def test_smplx_is_written_as_its_skinning_without_pose_correctives(smplx):
     no_correctives = copy.deepcopy(body)
     no_correctives.posedirs = None
     (vertices,) = skinned_vertices(doc, binary, 2)
-    assert np.abs(vertices - model_vertices(no_correctives, clip, [2])[0]).max() < 1e-5
+    exported = clip_skeleton(clip, body)
+    assert np.abs(vertices - model_vertices(no_correctives, clip, [2], skeleton=exported)[0]).max() < 1e-5
     assert np.abs(vertices - model_vertices(body, clip, [2])[0]).max() > 1e-3  # the correctives are what is missing
 
 

@@ -104,6 +104,21 @@ def test_installed_cli_exports_the_generated_samples_for_blender(venv, tmp_path)
     assert out.read_bytes()[:4] == b"glTF" and "2 poses" in run.stderr
 
 
+def test_installed_cli_renders_a_clip_to_an_mp4(venv, tmp_path):
+    """The renderer and the video encoder (PyAV, a dependency) work from the wheel: a real clip, read back."""
+    import av
+
+    out = tmp_path / "clip.mp4"
+    clip = Path(__file__).resolve().parents[2] / "shared" / "data" / "gesture_clip.npz"
+    run = subprocess.run([str(venv / "bin" / "dposer"), "render", str(clip), "--out", str(out), "--fps", "10",
+                          "--width", "320", "--height", "240"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    with av.open(str(out)) as container:
+        stream = container.streams.video[0]
+        assert sum(1 for _ in container.decode(stream)) == 20 and (stream.width, stream.height) == (320, 240)
+
+
 @pytest.mark.browser
 def test_installed_viewer_draws_the_body_and_its_panels(venv, chromium, tmp_path):
     viewer = ViewerProcess(exe=venv / "bin" / "dposer-view", cwd=tmp_path)

@@ -67,6 +67,10 @@ class Skeleton:
     fps: float
     turn: np.ndarray
     """``(3, 3)`` the rotation applied to the file's world (:data:`Z_UP_TO_Y_UP` or identity)."""
+    lift: float = 0.0
+    """Metres the clip was raised (+Y) after the turn so it stands on the floor y = 0: a clip
+    without a translation (its pelvis at the origin) has its lowest vertex over the clip there;
+    a clip with one keeps its world (0)."""
 
     @property
     def offsets(self) -> np.ndarray:
@@ -119,8 +123,29 @@ def clip_skeleton(clip: Clip, body: BodyModel, *, y_up: bool | None = None) -> S
     local[:, 0] = turn @ local[:, 0]
     trans = np.zeros((clip.num_frames, 3)) if clip.trans is None else clip.trans.astype(np.float64)
     root_positions = (rest[0] + trans) @ turn.T  # the body model rotates about the rest pelvis
+    lift = 0.0 if clip.trans is not None else -lowest_point(clip, body, turn)
+    root_positions[:, 1] += lift
     return Skeleton(names=tuple(body.joint_names), parents=body.parents.cpu().numpy().copy(), rest=rest,
-                    local_rotations=local, root_positions=root_positions, fps=float(clip.fps), turn=turn)
+                    local_rotations=local, root_positions=root_positions, fps=float(clip.fps), turn=turn, lift=lift)
 
 
-__all__ = ["Z_UP_TO_Y_UP", "Skeleton", "clip_skeleton", "is_z_up"]
+GROUND_FRAMES = 240  # frames of a long clip looked at for its lowest point (evenly spread)
+
+
+def lowest_point(clip: Clip, body: BodyModel, turn: np.ndarray) -> float:
+    """The lowest vertex height (metres, after ``turn``) of ``clip`` posed with its own root and
+    translation, over :data:`GROUND_FRAMES` frames at most."""
+    frames = np.unique(np.linspace(0, clip.num_frames - 1, min(clip.num_frames, GROUND_FRAMES)).round().astype(int))
+    dtype, device = body.v_template.dtype, body.v_template.device
+
+    def rows(x: np.ndarray | None) -> torch.Tensor | None:
+        return None if x is None else torch.as_tensor(np.asarray(x)[frames], dtype=dtype, device=device)
+
+    betas = None if clip.betas is None else torch.as_tensor(np.asarray(clip.betas), dtype=dtype, device=device)
+    with torch.no_grad():
+        vertices = body.vertices(rows(clip.pose_body), global_orient=rows(clip.root_orient), transl=rows(clip.trans),
+                                 betas=betas)
+    return float((vertices.double().cpu().numpy() @ turn.T)[..., 1].min())
+
+
+__all__ = ["Z_UP_TO_Y_UP", "Skeleton", "clip_skeleton", "display_turn", "is_z_up", "lowest_point"]

@@ -21,6 +21,8 @@ IMAGE_FORMATS = {".png": "PNG image"}
 MAX_SIDE = 4096
 """The largest width or height a screenshot or recording may have (pixels)."""
 MAX_FPS = 240.0
+MAX_GIF_BYTES = 2**30
+"""A GIF's 8-bit frames (width x height bytes each) are held until it is written: at most this much."""
 
 
 def video_format(path: str | Path) -> str:
@@ -37,6 +39,14 @@ def check_size(width: int, height: int, suffix: str) -> None:
         raise ValueError(f"frame size {width}x{height}: each side must be 16..{MAX_SIDE} pixels")
     if suffix == ".mp4" and (width % 2 or height % 2):
         raise ValueError(f"frame size {width}x{height}: an MP4 needs an even width and height")
+
+
+def check_gif_memory(frames: int, width: int, height: int, suffix: str) -> None:
+    """Refuse (``ValueError``) a GIF whose frames would hold more than :data:`MAX_GIF_BYTES` until it is written."""
+    if suffix == ".gif" and frames * width * height > MAX_GIF_BYTES:
+        raise ValueError(f"{frames} frames of {width}x{height} hold {frames * width * height / 2**30:.1f} GiB until "
+                         f"the GIF is written, over the {MAX_GIF_BYTES / 2**30:.0f} GiB limit; lower the frame rate "
+                         "or the size, or make an MP4")
 
 
 def _rgb(frame: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -123,5 +133,6 @@ def source_frames(num_frames: int, source_fps: float, fps: float) -> np.ndarray:
     return np.minimum(np.rint(np.arange(count) * source_fps / fps).astype(np.int64), num_frames - 1)
 
 
-__all__ = ["IMAGE_FORMATS", "MAX_FPS", "MAX_SIDE", "VIDEO_FORMATS", "VideoEncoder", "check_size", "png_bytes",
+__all__ = ["IMAGE_FORMATS", "MAX_FPS", "MAX_GIF_BYTES", "MAX_SIDE", "VIDEO_FORMATS", "VideoEncoder", "check_gif_memory",
+           "check_size", "png_bytes",
            "source_frames", "video_format"]
