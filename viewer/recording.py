@@ -21,7 +21,7 @@ import torch
 import viser
 
 from prior.errors import Cancelled, InputError
-from prior.exports.video import VideoEncoder, check_size, png_bytes, source_frames
+from prior.exports.video import VideoEncoder, check_gif_memory, check_size, png_bytes, source_frames
 from prior.progress import Progress
 from prior.rotations import wxyz_to_matrix_np
 
@@ -104,6 +104,7 @@ def record(
     try:
         check_size(width, height, suffix)
         frames = source_frames(timeline.frames, timeline.fps, fps)
+        check_gif_memory(len(frames), width, height, suffix)
     except ValueError as exc:
         raise InputError(f"cannot record {timeline.what}: {exc}") from None
     if len(frames) > MAX_FRAMES:
