@@ -1,6 +1,6 @@
 """Recording speed: 240 frames at 640x480 from a headless-Chromium tab (software WebGL).
 
-    python benchmarks/bench_recording.py [--frames 240] [--formats mp4 gif]
+    python benchmarks/bench_recording.py [--frames 240] [--formats mp4 gif] [--viewport 1280x800]
 
 The viewer on the shipped prior, one tab (1280x800), the Motion panel's example clip (240 frames at
 120 fps) recorded at 120 fps, so every frame of the clip is one frame of the file, the way the
@@ -24,6 +24,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=240)
     parser.add_argument("--formats", nargs="+", default=["mp4", "gif"])
+    parser.add_argument("--viewport", default="1280x800", help="the browser window (its canvas is rendered too)")
     args = parser.parse_args()
 
     from playwright.sync_api import sync_playwright
@@ -33,14 +34,15 @@ def main() -> None:
     from viewer.app import ViewerApp
     from viewer.panels.motion import EXAMPLE_CLIP
 
-    from browser import CHROMIUM_ARGS, VIEWPORT, chromium_path, wait_until
+    from browser import CHROMIUM_ARGS, chromium_path, wait_until
 
     app = ViewerApp(port=0, verbose=False)
     rows = []
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport=VIEWPORT)
+            width, height = (int(v) for v in args.viewport.split("x"))
+            page = browser.new_page(viewport={"width": width, "height": height})
             page.goto(app.url)
             session = app.wait_for_session(60)
             motion = session.panels["motion"]

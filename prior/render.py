@@ -394,23 +394,34 @@ class _Shots:
                       self.betas, self.turn, self.places, self.pitch_deg)
 
 
-def grid_places(count: int) -> np.ndarray:
-    """``(count, 3)`` floor positions (metres) of a set of bodies, laid out as the viewer's Generate
-    tab lays them out: balanced rows of at most :data:`GRID_COLUMNS` (the block wider than deep:
-    12 bodies are three rows of 4), :data:`GRID_SPACING_M` apart, from left to right along the
-    front row (the camera is on +Z), then each row :data:`GRID_ROW_M` further back; a short last row is centred, and
-    with several rows every other one is shifted by half a column, so that each body behind stands
-    in a gap between two in front."""
-    columns = min(GRID_COLUMNS, math.ceil(math.sqrt(1.6 * count)))
+def grid_positions(count: int, spacing_m: float, row_m: float, *, max_columns: int = 6) -> list[tuple[float, float]]:
+    """``(x, z)`` ground positions (metres) of ``count`` bodies in rows, the block wider than deep.
+
+    Index order runs left to right along the front row (z = 0, nearest a camera on +Z), then each
+    row ``row_m`` further back (-Z). Rows hold at most ``max_columns`` and are balanced (12 bodies
+    are three rows of 4, 16 are 6 + 6 + 4); a shorter last row is centred on the columns. With several
+    rows, every other one is shifted by half a column, so that each body behind stands in a gap
+    between two in front rather than hidden behind one."""
+    if count <= 0:
+        return []
+    columns = min(max_columns, math.ceil(math.sqrt(1.6 * count)))
     rows = math.ceil(count / columns)
     columns = math.ceil(count / rows)
-    out = np.zeros((count, 3))
+    out = []
     for k in range(count):
         row, column = divmod(k, columns)
-        column += (columns - min(columns, count - row * columns)) // 2
+        column += (columns - min(columns, count - row * columns)) // 2  # centre a short row, on the columns
         shift = 0.0 if rows == 1 else (0.25 if row % 2 else -0.25)
-        out[k, 0] = (column - (columns - 1) / 2 + shift) * GRID_SPACING_M
-        out[k, 2] = -row * GRID_ROW_M
+        out.append(((column - (columns - 1) / 2 + shift) * spacing_m, -row * row_m))
+    return out
+
+
+def grid_places(count: int) -> np.ndarray:
+    """``(count, 3)`` floor positions (metres) of a set of bodies: :func:`grid_positions` (the viewer's
+    Generate layout) with :data:`GRID_SPACING_M` between bodies and :data:`GRID_ROW_M` between rows."""
+    out = np.zeros((count, 3))
+    for k, (x, z) in enumerate(grid_positions(count, GRID_SPACING_M, GRID_ROW_M, max_columns=GRID_COLUMNS)):
+        out[k, 0], out[k, 2] = x, z
     return out
 
 
@@ -695,7 +706,8 @@ def load_trajectory(path: str | os.PathLike) -> np.ndarray:
 
 
 __all__ = [
-    "BODY_COLOR", "DEFAULT_LIGHT", "NEAR", "Fragments", "backdrop", "contact_shadow", "grid_places", "is_trajectory",
+    "BODY_COLOR", "DEFAULT_LIGHT", "NEAR", "Fragments", "backdrop", "contact_shadow", "grid_places", "grid_positions",
+    "is_trajectory",
     "load_trajectory", "rasterize", "render", "render_format", "render_frames", "render_poses", "render_trajectory",
     "trajectory_steps", "vertex_normals", "write_render",
 ]

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from fake_tab import send_as_the_browser, settle
 
-from viewer.panels.base import grid_positions
+from prior.render import grid_positions
 from viewer.panels.generate import MAX_SAMPLES, ROW_M, SAMPLE_COLOR, SELECTED_COLOR, SPACING_M
 
 from browser import (

@@ -8,7 +8,6 @@ current pose, mask and events).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,25 +146,3 @@ class Panel:
 
     def open_file(self, kind: str, path: Path) -> None:
         raise NotImplementedError(f"{type(self).__name__} takes no {kind} files")
-
-
-def grid_positions(count: int, spacing_m: float, row_m: float, *, max_columns: int = 6) -> list[tuple[float, float]]:
-    """``(x, z)`` ground positions (metres) of ``count`` bodies in rows, the block wider than deep.
-
-    Index order runs left to right along the front row (z = 0, nearest a camera on +Z), then each
-    row ``row_m`` further back (-Z). Rows hold at most ``max_columns`` and are balanced (12 bodies
-    are three rows of 4, 16 are 6 + 6 + 4); a shorter last row is centred on the columns. With several
-    rows, every other one is shifted by half a column, so that each body behind stands in a gap
-    between two in front rather than hidden behind one."""
-    if count <= 0:
-        return []
-    columns = min(max_columns, math.ceil(math.sqrt(1.6 * count)))
-    rows = math.ceil(count / columns)
-    columns = math.ceil(count / rows)
-    out = []
-    for k in range(count):
-        row, column = divmod(k, columns)
-        column += (columns - min(columns, count - row * columns)) // 2  # centre a short row, on the columns
-        shift = 0.0 if rows == 1 else (0.25 if row % 2 else -0.25)
-        out.append(((column - (columns - 1) / 2 + shift) * spacing_m, -row * row_m))
-    return out

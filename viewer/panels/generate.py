@@ -16,6 +16,7 @@ import viser
 from prior.data import load_poses
 from prior.errors import InputError
 from prior.progress import Progress
+from prior.render import grid_positions
 from prior.sampling import GenerationResult, generate
 
 from ..body_handle import BodyHandle, BodyPool
@@ -25,7 +26,7 @@ from ..rig import NUM_BONES, BodyRig, RigPose
 from ..uploads import upload_error, uploaded_to_file
 from ..widgets import SEED_RANGE, PlayButton, checked_choice, in_range
 from ..worker import JobContext
-from .base import Panel, ShownBody, Timeline, grid_positions
+from .base import Panel, ShownBody, Timeline
 
 if TYPE_CHECKING:
     from ..session import ClientSession
