@@ -105,6 +105,50 @@ def test_a_gif_of_the_generation_trajectory_plays_from_noise_to_the_samples(sess
     assert shades[0] > 150 and shades[-1] < 10, "not noise (t near 1) to samples (t near 0)"
 
 
+def test_the_offscreen_renderer_records_the_clip_without_the_browser(session):
+    """Renderer offscreen: the clip drawn on the server's CPU, as ``dposer render`` draws it."""
+    from prior.render import render_frames
+
+    motion, export = motion_with_clip(session)
+    tab = Tab(session, lambda: 0)
+    export.renderer.value = "offscreen"
+    export.recording_fps.value = 10.0
+    press(session, export.record)
+    settle(session)
+    assert tab.renders == [], "the browser was asked to render"
+    frames, stream = decoded(tab.downloads["clip.mp4"])
+    assert len(frames) == 20 and frames[0].shape == (480, 640, 3) and stream.average_rate == 10
+    expected = list(render_frames(session.app.resources.body, motion.clip, width=640, height=480, fps=10.0))
+    for got, want in zip(frames, expected):  # H.264 at crf 18: a few levels off
+        assert np.abs(got.astype(int) - want).mean() < 3
+    assert np.abs(frames[0].astype(int) - frames[-1]).mean() > 0.5, "the body did not move"
+
+
+def test_the_offscreen_renderer_records_the_trajectory_and_stops_at_cancel(session):
+    session.activate("generate")
+    generate = session.panels["generate"]
+    generate.steps.value = 40
+    press(session, generate.run)
+    settle(session)
+    session.activate("export")
+    export = session.panels["export"]
+    tab = Tab(session, lambda: 0)
+    export.renderer.value = "offscreen"
+    export.recording_format.value = "gif"
+    export.recording_fps.value = 5.0
+    press(session, export.record)
+    settle(session)
+    assert Image.open(io.BytesIO(tab.downloads["trajectory.gif"])).n_frames == 20 and tab.renders == []
+    export.recording_fps.value = 60.0
+    export.save_file("trajectory.gif", session.client)
+    wait_until(lambda: (job := session.app.worker.job_of(session)) is not None and job.progress is not None
+               and job.progress.step >= 3, timeout=60, what="the offscreen recording under way")
+    session.cancel_job()
+    settle(session)
+    assert list(session.app.export_dir.iterdir()) == [], "a cancelled recording left a file"
+    assert session.notifications[-1][0] == "Recording cancelled", session.notifications[-1]
+
+
 def test_a_screenshot_is_a_png_of_the_view_beside_the_panel(session):
     motion, export = motion_with_clip(session)
     tab = Tab(session, lambda: 7)
@@ -157,6 +201,10 @@ def test_forged_sizes_and_formats_are_refused_and_nothing_records_without_a_time
     press(session, export.record)
     settle(session)
     assert "is not one of mp4, gif" in session.notifications[-1][1] and export.recording_format.value == "mp4"
+    send_as_the_browser(session, export.renderer, value="gpu")
+    press(session, export.record)
+    settle(session)
+    assert "is not one of browser, offscreen" in session.notifications[-1][1] and export.renderer.value == "browser"
     send_as_the_browser(session, export.recording_fps, value=1e6)
     press(session, export.record)
     settle(session)

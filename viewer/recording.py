@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -23,6 +24,7 @@ import viser
 from prior.errors import Cancelled, InputError
 from prior.exports.video import VideoEncoder, check_gif_memory, check_size, png_bytes, source_frames
 from prior.progress import Progress
+from prior.render import write_render
 from prior.rotations import wxyz_to_matrix_np
 
 from .page import PANEL_FRACTION
@@ -124,4 +126,24 @@ def record(
         return out.read()
 
 
-__all__ = ["SIZES", "parse_size", "record", "render_view", "screenshot"]
+def record_offscreen(ctx: JobContext, body, timeline: Timeline, *, width: int, height: int, fps: float,
+                     suffix: str) -> bytes:
+    """``timeline`` drawn by the server's CPU renderer (``timeline.offscreen``, as ``dposer render``
+    draws it: bodies on a checkered floor from a fixed front camera) into a ``suffix`` file; its
+    bytes. No browser involved: several times faster than :func:`record` with software WebGL.
+    Progress and cancel as :func:`record`."""
+    if timeline.offscreen is None:
+        raise InputError(f"{timeline.what} cannot be rendered offscreen; use the browser renderer")
+    try:
+        check_size(width, height, suffix)
+        check_gif_memory(len(source_frames(timeline.frames, timeline.fps, fps)), width, height, suffix)
+    except ValueError as exc:
+        raise InputError(f"cannot record {timeline.what}: {exc}") from None
+    frames = timeline.offscreen(body, width=width, height=height, fps=fps, cancel=ctx.cancel, progress=ctx.report)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / f"recording{suffix}"
+        write_render(path, frames, fps=fps)
+        return path.read_bytes()
+
+
+__all__ = ["SIZES", "parse_size", "record", "record_offscreen", "render_view", "screenshot"]

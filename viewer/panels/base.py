@@ -8,7 +8,7 @@ current pose, mask and events).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -53,6 +53,9 @@ class Timeline:
     frames: int
     fps: float
     draw: Callable[[int], None]
+    offscreen: Callable[..., Iterator[np.ndarray]] | None = None
+    """``offscreen(body, width=, height=, fps=, cancel=, progress=)``: the same playback drawn by the
+    server's CPU renderer (:mod:`prior.render`, as ``dposer render`` draws it), frames as it yields them."""
 
 
 class Panel:

@@ -28,6 +28,7 @@ SUFFIXES = {".npz": "poses", ".obj": "mesh", ".ply": "mesh", ".viser": "scene", 
 MESH_FORMATS = ("obj", "ply")
 ANIMATION_FORMATS = ("glb", "bvh", "npz")
 RECORDING_FORMATS = ("mp4", "gif")
+RENDERERS = ("browser", "offscreen")
 FPS_RANGE = (1.0, 60.0)
 
 
@@ -73,6 +74,11 @@ class ExportPanel(Panel):
             self.recording_fps = gui.add_number("Recording fps", initial_value=30.0, min=FPS_RANGE[0],
                                                 max=FPS_RANGE[1], step=1.0,
                                                 hint="Frames per second of the recording (a clip keeps its speed)")
+            self.renderer = gui.add_dropdown(
+                "Renderer", RENDERERS, initial_value=RENDERERS[0],
+                hint="browser: this tab's WebGL, from your view, exactly what you see (slow with software WebGL); "
+                     "offscreen: the server's CPU renderer, as dposer render draws it (the bodies on a checkered "
+                     "floor, from the front), several times faster without a GPU")
             self.record = gui.add_button(
                 "Record", icon=viser.Icon.VIDEO,
                 hint="Play the Motion clip, or the Generate trajectory, frame by frame from this view and "
@@ -139,8 +145,12 @@ class ExportPanel(Panel):
         if playback is None:
             raise InputError("nothing to record: open a clip in Motion, or run Generate for a trajectory")
         fps = in_range(self.recording_fps.value, *FPS_RANGE)
+        suffix = "." + (fmt or RECORDING_FORMATS[0])
+        if self.renderer.value == "offscreen":
+            return recording.record_offscreen(ctx, self.session.app.resources.body, playback, width=width,
+                                              height=height, fps=fps, suffix=suffix)
         return recording.record(ctx, client, self.session.pacer, playback, width=width, height=height, fps=fps,
-                                suffix="." + (fmt or RECORDING_FORMATS[0]))
+                                suffix=suffix)
 
     def download(self, client: viser.ClientHandle | None, kind: str) -> None:
         """Build an export on the worker and send it to the browser tab that asked."""
@@ -152,7 +162,7 @@ class ExportPanel(Panel):
             name = KINDS[kind].format(name="clip" if stage is not None and stage.shown_motion() else "poses", fmt=fmt)
         elif kind == "recording":
             fmt = checked_choice(self.session, self.recording_format, reset_to=RECORDING_FORMATS[0])
-            if fmt is None:
+            if fmt is None or checked_choice(self.session, self.renderer, reset_to=RENDERERS[0]) is None:
                 return
             playback = self.playback()
             name = KINDS[kind].format(name="recording" if playback is None else playback.what.split()[-1], fmt=fmt)

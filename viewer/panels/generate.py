@@ -16,7 +16,7 @@ import viser
 from prior.data import load_poses
 from prior.errors import InputError
 from prior.progress import Progress
-from prior.render import grid_positions
+from prior.render import grid_positions, render_trajectory
 from prior.sampling import GenerationResult, generate
 
 from ..body_handle import BodyHandle, BodyPool
@@ -453,7 +453,8 @@ class GeneratePanel(Panel):
             self.stop_play()
             self._draw(trajectory[i], float(t[i]))
 
-        return Timeline("the trajectory", len(trajectory), len(trajectory) / PLAY_SECONDS, show)
+        return Timeline("the trajectory", len(trajectory), len(trajectory) / PLAY_SECONDS, show,
+                        offscreen=lambda body, **kw: render_trajectory(body, trajectory, **kw))
 
     # -- panel ---------------------------------------------------------------------------------
     def rebuild(self) -> None:

@@ -23,6 +23,7 @@ from prior.files import asset_path
 from prior.motion import DenoiseOptions, root_from_joints
 from prior.motion_fit import MotionFit, Observations, fit_motion, observe_motion
 from prior.progress import Progress
+from prior.render import render_frames
 from prior.rotations import matrix_to_wxyz_np
 
 from .. import exports
@@ -671,7 +672,9 @@ class MotionPanel(Panel):
         """The clip's frames at its rate, each shown as scrubbing there shows it (for recordings)."""
         if self.clip is None:
             return None
-        return Timeline("the clip", self.clip.num_frames, self.clip.fps, self._show_recorded)
+        shown = self.shown_motion()
+        return Timeline("the clip", self.clip.num_frames, self.clip.fps, self._show_recorded,
+                        offscreen=lambda body, **kw: render_frames(body, shown, **kw))
 
     def _show_recorded(self, frame: int) -> None:
         self.player.stop()
