@@ -89,14 +89,16 @@ def test_generate_streams_then_scrubs_the_trajectory(viewer_tab):
     page, session = viewer_tab
     gen = session.panels["generate"]
     open_panel(page, "Generate")
-    set_gui_number(page, "Steps", 60)
+    # 300 steps (about 2 s here): long enough that the first streamed update is drawn in the first
+    # half even when the display thread starts late on a loaded machine (60 steps ran out under load).
+    set_gui_number(page, "Steps", 300)
     set_gui_number(page, "Samples", 3)
-    wait_until(lambda: gen.steps.value == 60 and gen.num.value == 3, what="the settings to reach the server")
+    wait_until(lambda: gen.steps.value == 300 and gen.num.value == 3, what="the settings to reach the server")
     click(page.get_by_role("button", name="Generate", exact=True))
     wait_until(lambda: "generate_done" in session.timings, timeout=120, what="generation to finish")
     assert session.stage == "samples"
     assert gen.first_streamed_t is not None and gen.first_streamed_t > 0.5, "the bodies did not move while sampling"
-    assert gen.trajectory.shape == (60, 3, 63) and gen.t[0] > 0.95 and gen.t[-1] == 0.0
+    assert gen.trajectory.shape == (300, 3, 63) and gen.t[0] > 0.95 and gen.t[-1] == 0.0
     # The bodies show the final samples.
     final = session.rig.pose(gen.trajectory[-1])
     wait_until(lambda: np.allclose(shown_bones(gen.bodies[1])[1], final.positions[1], atol=1e-5), what="final poses")
